@@ -1,0 +1,102 @@
+"""The TS3 trainer: python -m trainers.run --flagfile=voc.flags
+
+Stages (in order): data, lnet, transfer (and pnet, eval, export as they land).
+"""
+
+import dataclasses
+import os
+
+from absl import app, flags
+
+from trainers.cli import UsageError, run_main
+
+F = flags
+F.DEFINE_string("data_dir", None, "VOC-layout root (JPEGImages/, SegmentationClass/, ImageSets/).")
+F.DEFINE_string("model_dir", None, "Where checkpoints, pseudo-labels, logs and results go.")
+F.DEFINE_string("class_names_file", None, "One class name per line (line = class id); default VOC.")
+F.DEFINE_string("train_split", "train", "Training split (ImageSets/Segmentation/<split>.txt).")
+F.DEFINE_string("eval_split", "val", "Evaluation split.")
+F.DEFINE_string("strong_classes", "all", "Classes with masks: names or ids, comma-separated, 'all' or 'none'.")
+F.DEFINE_string("agnostic_data_dir", None, "VOC-layout set of other classes, the class-agnostic mask source (0 % setting).")
+F.DEFINE_bool("synthetic_data", False, "Write the embedded synthetic set into --data_dir (and --agnostic_data_dir) if absent.")
+F.DEFINE_bool("skip_bad", False, "Skip unreadable or inconsistent files instead of stopping.")
+F.DEFINE_string("backbone", "resnet50", "vgg16, resnet50, resnet101, mobilenetv2 or tiny.")
+F.DEFINE_integer("output_stride", 16, "Encoder output stride: 8 or 16.")
+F.DEFINE_string("weights", None, "Backbone weights: empty (random), 'imagenet' (downloads) or a file path.")
+F.DEFINE_list("crop_size", ["321", "321"], "Training crop: H,W (or one number).")
+F.DEFINE_integer("batch_size", 8, "Global batch size of each stream (strong and weak).")
+F.DEFINE_float("min_scale", 0.5, "Smallest random scale.")
+F.DEFINE_float("max_scale", 2.0, "Largest random scale.")
+F.DEFINE_enum("optimizer", "sgd", ["sgd", "adam"], "sgd (momentum 0.9) or adam (AdamW), poly decay.")
+F.DEFINE_integer("lnet_steps", 10000, "L-Net training steps.")
+F.DEFINE_float("lnet_lr", 1e-3, "L-Net learning rate.")
+F.DEFINE_integer("pnet_steps", 20000, "P-Net training steps.")
+F.DEFINE_float("pnet_lr", 2.5e-4, "P-Net learning rate.")
+F.DEFINE_float("d_lr", 1e-4, "Discriminator learning rate.")
+F.DEFINE_float("weight_decay", 1e-4, "Weight decay.")
+F.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints (one progress-bar epoch).")
+F.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"], "tf.distribute strategy.")
+F.DEFINE_integer("num_gpus", None, "Use the first N GPUs (default: all).")
+F.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and mirror over them.")
+F.DEFINE_integer("seed", 0, "Random seed.")
+F.DEFINE_list("stages", ["data", "lnet", "transfer"], "Stages to run, in pipeline order.")
+F.DEFINE_bool("overwrite", False, "Redo stages that are finished already.")
+F.DEFINE_integer("diffusion_radius", 3, "Self-diffusion neighbourhood radius (working-grid pixels).")
+F.DEFINE_integer("diffusion_iterations", 20, "Self-diffusion iterations (0 switches diffusion off).")
+F.DEFINE_float("diffusion_color_scale", 20.0, "Colour affinity scale (RGB 0..255 units).")
+F.DEFINE_float("diffusion_feature_scale", 0.5, "Feature affinity scale (unit-normalised L-Net features).")
+F.DEFINE_enum("diffusion_features", "both", ["color", "features", "both"], "Affinity guides.")
+F.DEFINE_integer("diffusion_stride", 4, "Working resolution: image size / this.")
+F.DEFINE_float("diffusion_confidence", 0.5, "Pixels whose winning score is lower become void.")
+F.DEFINE_float("diffusion_cam_power", 1.0, "Exponent on normalised CAMs before diffusion.")
+F.mark_flags_as_required(["data_dir", "model_dir"])
+FLAGS = F.FLAGS
+
+
+def _crop_size(values):
+    try:
+        sizes = [int(v) for v in values]
+    except ValueError:
+        raise UsageError(f"--crop_size: {','.join(values)} is not H,W") from None
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 8:
+        raise UsageError(f"--crop_size: {','.join(values)} is not H,W (each at least 8)")
+    return tuple(sizes)
+
+
+def config_from_flags():
+    """Builds the library's RunConfig from the parsed flags."""
+    from tss_keras.config import DiffusionConfig, RunConfig
+
+    diffusion = DiffusionConfig(
+        radius=FLAGS.diffusion_radius, iterations=FLAGS.diffusion_iterations,
+        color_scale=FLAGS.diffusion_color_scale, feature_scale=FLAGS.diffusion_feature_scale,
+        feature_source=FLAGS.diffusion_features, working_stride=FLAGS.diffusion_stride,
+        confidence=FLAGS.diffusion_confidence, cam_power=FLAGS.diffusion_cam_power)
+    names = {f.name for f in dataclasses.fields(RunConfig)} - {"diffusion", "crop_size", "stages"}
+    values = {name: FLAGS[name].value for name in names}
+    return RunConfig(crop_size=_crop_size(FLAGS.crop_size), stages=tuple(FLAGS.stages),
+                     diffusion=diffusion, **values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {argv[1:]} (flags are --name=value)")
+    config = config_from_flags()
+    from tss_keras.training.distribute import make_strategy
+
+    # The strategy first: splitting the CPU must happen before TF starts.
+    strategy = make_strategy(config.strategy, config.num_gpus, config.cpu_replicas)
+    from tss_keras.training.runner import run_stages
+
+    os.makedirs(config.model_dir, exist_ok=True)
+    FLAGS.append_flags_into_file(os.path.join(config.model_dir, "flags.txt"))
+    outputs = run_stages(config, strategy)
+    print("Results and artifacts:")
+    for stage, path in outputs.items():
+        print(f"  {stage}: {path}")
+
+
+if __name__ == "__main__":
+    app.run(run_main(main))

@@ -1,0 +1,61 @@
+"""RunConfig: every setting of a training run, independent of how it was parsed."""
+
+import dataclasses
+from typing import Optional, Tuple
+
+STAGES = ("data", "lnet", "transfer", "pnet", "eval", "export")
+
+
+@dataclasses.dataclass
+class DiffusionConfig:
+    """Self-diffusion parameters (see tss_keras.transfer.diffusion)."""
+
+    radius: int = 3
+    iterations: int = 20
+    color_scale: float = 20.0
+    feature_scale: float = 0.5
+    feature_source: str = "both"   # color | features | both
+    working_stride: int = 4
+    confidence: float = 0.5
+    cam_power: float = 1.0
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Settings of ``python -m trainers.run``; field names equal the flag names."""
+
+    data_dir: str = ""
+    model_dir: str = ""
+    class_names_file: Optional[str] = None
+    train_split: str = "train"
+    eval_split: str = "val"
+    strong_classes: str = "all"
+    agnostic_data_dir: Optional[str] = None
+    synthetic_data: bool = False
+    skip_bad: bool = False
+    backbone: str = "resnet50"
+    output_stride: int = 16
+    weights: Optional[str] = None
+    crop_size: Tuple[int, int] = (321, 321)
+    batch_size: int = 8
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    optimizer: str = "sgd"
+    lnet_steps: int = 10000
+    lnet_lr: float = 1e-3
+    pnet_steps: int = 20000
+    pnet_lr: float = 2.5e-4
+    d_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    checkpoint_every: int = 500
+    strategy: str = "auto"
+    num_gpus: Optional[int] = None
+    cpu_replicas: int = 0
+    seed: int = 0
+    stages: Tuple[str, ...] = ("data", "lnet", "transfer", "pnet", "eval")
+    overwrite: bool = False
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+
+    @property
+    def global_batch_size(self):
+        return self.batch_size

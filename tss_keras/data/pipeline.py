@@ -1,0 +1,209 @@
+"""tf.data pipelines: strong and weak training streams and a deterministic eval stream.
+
+Decoding goes through PIL inside ``tf.numpy_function`` so palette indices are
+read exactly and a bad file raises a DataError that names it. Augmentation is
+TF ops: random scale, pad (255 for labels, the mean colour for images),
+random crop, horizontal flip. Label maps are only ever resized with nearest
+neighbour, so a void pixel never becomes a class and a class pixel becomes
+void only where padding is added.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tss_keras.data.class_names import VOID_LABEL
+from tss_keras.data.voc import read_image, read_mask
+
+# ImageNet mean in RGB 0..255: the padding colour (zero after normalisation).
+MEAN_RGB = (123.675, 116.28, 103.53)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def multi_hot(labels, num_classes):
+    """float32 [num_classes - 1]: 1 at each foreground label (class k at index k - 1)."""
+    vector = np.zeros(num_classes, np.float32)
+    vector[list(labels)] = 1.0
+    return vector[1:]
+
+
+def _decode_image(path):
+    return read_image(path.decode("utf-8"))
+
+
+def _decode_image_and_mask(num_classes):
+    def decode(image_path, mask_path):
+        image = read_image(image_path.decode("utf-8"))
+        mask = read_mask(mask_path.decode("utf-8"), num_classes)
+        if mask.shape != image.shape[:2]:
+            from tss_keras.data.errors import DataError
+            raise DataError(f"{mask_path.decode()}: mask size differs from its image")
+        return image, mask
+    return decode
+
+
+def decode_image(image_path):
+    """Graph op: uint8 [H, W, 3] from a path tensor."""
+    image = tf.numpy_function(_decode_image, [image_path], tf.uint8, stateful=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_image_and_mask(image_path, mask_path, num_classes):
+    """Graph op: (uint8 [H, W, 3], uint8 [H, W, 1]) from path tensors."""
+    image, mask = tf.numpy_function(_decode_image_and_mask(num_classes),
+                                    [image_path, mask_path], (tf.uint8, tf.uint8),
+                                    stateful=False)
+    image.set_shape([None, None, 3])
+    mask = tf.expand_dims(mask, -1)
+    mask.set_shape([None, None, 1])
+    return image, mask
+
+
+def resize_label(label, size):
+    """Nearest-neighbour resize of an integer label map [H, W, 1]."""
+    return tf.image.resize(label, size, method="nearest")
+
+
+def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, seed=None,
+            scale=None):
+    """Random scale, pad, crop and flip of an image and aligned label maps.
+
+    Args:
+        image: uint8 or float [H, W, 3].
+        labels: a tuple of uint8 label maps [H, W, 1] (may be empty).
+        crop_size: (height, width) of the output.
+        min_scale, max_scale: the scale range.
+        flip: random horizontal flip.
+        seed: optional int for a reproducible stream.
+        scale: a fixed scale (overrides the random one; for tests).
+
+    Returns:
+        (image float32 [h, w, 3] in 0..255, tuple of uint8 [h, w, 1]).
+    """
+    crop_h, crop_w = crop_size
+    image = tf.cast(image, tf.float32)
+    shape = tf.shape(image)
+    seeds = (None, None, None) if seed is None else (seed, seed + 1, seed + 2)
+    if scale is None:
+        scale = tf.random.uniform([], min_scale, max_scale, seed=seeds[0])
+    new_size = tf.cast(tf.round(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
+    new_size = tf.maximum(new_size, 1)
+    image = tf.image.resize(image, new_size, method="bilinear")
+    labels = tuple(resize_label(label, new_size) for label in labels)
+
+    pad_h = tf.maximum(crop_h - new_size[0], 0)
+    pad_w = tf.maximum(crop_w - new_size[1], 0)
+    mean = tf.constant(MEAN_RGB, tf.float32)
+    image = tf.pad(image - mean, [[0, pad_h], [0, pad_w], [0, 0]]) + mean
+    labels = tuple(
+        tf.pad(tf.cast(label, tf.int32) - VOID_LABEL, [[0, pad_h], [0, pad_w], [0, 0]]) + VOID_LABEL
+        for label in labels)
+
+    stacked = tf.concat([image] + [tf.cast(label, tf.float32) for label in labels], axis=-1)
+    stacked = tf.image.random_crop(stacked, [crop_h, crop_w, 3 + len(labels)], seed=seeds[1])
+    if flip:
+        do_flip = tf.random.uniform([], seed=seeds[2]) < 0.5
+        stacked = tf.cond(do_flip, lambda: tf.reverse(stacked, [1]), lambda: stacked)
+    image = stacked[..., :3]
+    labels = tuple(tf.cast(stacked[..., 3 + i:4 + i], tf.uint8) for i in range(len(labels)))
+    return image, labels
+
+
+def _options(deterministic):
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return options
+
+
+def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, max_scale=2.0,
+                   shuffle=True, repeat=True, seed=None):
+    """Training stream of the strong pool: (image, mask) batches.
+
+    Yields ``{"image": float32 [B, h, w, 3] 0..255, "mask": uint8 [B, h, w, 1]}``.
+    """
+    if not examples:
+        raise ValueError("strong pool is empty")
+    image_paths = [e.image_path for e in examples]
+    mask_paths = [e.mask_path for e in examples]
+    ds = tf.data.Dataset.from_tensor_slices((image_paths, mask_paths))
+    if shuffle:
+        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+
+    def load(image_path, mask_path):
+        image, mask = decode_image_and_mask(image_path, mask_path, num_classes)
+        image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale, seed=seed)
+        return {"image": image, "mask": mask}
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE).with_options(
+        _options(seed is not None))
+
+
+def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_paths=None,
+                 min_scale=0.5, max_scale=2.0, shuffle=True, repeat=True, seed=None):
+    """Training stream of the weak pool: images with image-level labels.
+
+    Yields ``{"image", "labels": float32 [B, num_classes - 1] multi-hot}`` and, given
+    ``pseudo_label_paths`` (one per example), ``"mask"`` with the pseudo-labels.
+    The weak examples carry no mask path, so nothing here can read a weak mask.
+    """
+    if not examples:
+        raise ValueError("weak pool is empty")
+    image_paths = [e.image_path for e in examples]
+    labels = np.stack([multi_hot(e.labels, num_classes) for e in examples])
+    columns = (image_paths, labels) if pseudo_label_paths is None else (
+        image_paths, labels, list(pseudo_label_paths))
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle:
+        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+
+    def load(image_path, label_vector, pseudo_path=None):
+        if pseudo_path is None:
+            image = decode_image(image_path)
+            image, _ = augment(image, (), crop_size, min_scale, max_scale, seed=seed)
+            return {"image": image, "labels": label_vector}
+        image, pseudo = decode_image_and_mask(image_path, pseudo_path, num_classes)
+        image, (pseudo,) = augment(image, (pseudo,), crop_size, min_scale, max_scale, seed=seed)
+        return {"image": image, "labels": label_vector, "mask": pseudo}
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE).with_options(
+        _options(seed is not None))
+
+
+def zip_streams(strong, weak):
+    """One dataset yielding ``(strong_batch, weak_batch)`` per train step."""
+    return tf.data.Dataset.zip((strong, weak))
+
+
+def eval_dataset(records, num_classes, batch_size=1, max_size=None):
+    """Deterministic evaluation stream in list order, no augmentation.
+
+    Images keep their own size (batch_size 1), or are padded to ``max_size``
+    (height, width) with 255 labels so that batches can be formed.
+    Yields ``{"image": float32 [B, H, W, 3], "mask": uint8 [B, H, W, 1]}``.
+    """
+    image_paths = [r.image_path for r in records]
+    mask_paths = [r.mask_path for r in records]
+    if any(p is None for p in mask_paths):
+        raise ValueError("evaluation needs a mask for every image")
+    ds = tf.data.Dataset.from_tensor_slices((image_paths, mask_paths))
+
+    def load(image_path, mask_path):
+        image, mask = decode_image_and_mask(image_path, mask_path, num_classes)
+        image = tf.cast(image, tf.float32)
+        if max_size is not None:
+            shape = tf.shape(image)
+            pads = [[0, max_size[0] - shape[0]], [0, max_size[1] - shape[1]], [0, 0]]
+            mean = tf.constant(MEAN_RGB, tf.float32)
+            image = tf.pad(image - mean, pads) + mean
+            mask = tf.cast(tf.pad(tf.cast(mask, tf.int32) - VOID_LABEL, pads) + VOID_LABEL,
+                           tf.uint8)
+        return {"image": image, "mask": mask}
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)

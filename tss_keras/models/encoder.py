@@ -1,0 +1,169 @@
+"""The shared encoder: keras.applications backbones at output stride 8 or 16.
+
+keras.applications takes no output-stride argument, so the backbone is cloned
+with late-stage strides set to 1 and dilations 2/4, and its weights copied over
+unchanged (design.md §3). Every encoder takes RGB 0..255 at any H, W and
+returns features at ``output_stride``.
+"""
+
+import os
+
+import keras
+
+from tss_keras.models.layers import Preprocess
+
+BACKBONES = ("vgg16", "resnet50", "resnet101", "mobilenetv2", "tiny")
+OUTPUT_STRIDES = (8, 16)
+
+
+def _check(backbone, output_stride):
+    if backbone not in BACKBONES:
+        raise ValueError(f"--backbone: unknown backbone {backbone!r} (choose from {', '.join(BACKBONES)})")
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"--output_stride: {output_stride} is not supported (choose 8 or 16)")
+
+
+# Per backbone: (keras.applications constructor, preprocessing, feature layer,
+# {layer name prefix: (stride, dilation)} for OS 16 and OS 8). A layer whose
+# name matches a prefix gets that stride (if it has strides) and dilation.
+def _vgg_rules(os_):
+    if os_ == 16:
+        return {"block5_pool": (1, 1)}
+    return {"block4_pool": (1, 1), "block5_conv": (1, 2), "block5_pool": (1, 1)}
+
+
+def _resnet_rules(os_):
+    rules = {"conv5_block1_1_conv": (1, 1), "conv5_block1_0_conv": (1, 1),
+             "conv5_block": (None, 2 if os_ == 16 else 4)}
+    if os_ == 8:
+        rules.update({"conv4_block1_1_conv": (1, 1), "conv4_block1_0_conv": (1, 1),
+                      "conv4_block": (None, 2)})
+    return rules
+
+
+def _mobilenet_rules(os_):
+    # Blocks 13-16 run at stride 32 natively; block_13 downsamples. At OS 8,
+    # blocks 6-12 too (block_6 downsamples).
+    rules = {"block_13_depthwise": (1, 2), "block_13_pad": ("pad", 2)}
+    for b in (14, 15, 16):
+        rules[f"block_{b}_depthwise"] = (None, 4 if os_ == 8 else 2)
+    if os_ == 8:
+        rules.update({"block_6_depthwise": (1, 2), "block_6_pad": ("pad", 2),
+                      "block_13_depthwise": (1, 2), "block_13_pad": ("pad", 2)})
+        for b in range(7, 13):
+            rules[f"block_{b}_depthwise"] = (None, 2)
+        for b in (13, 14, 15, 16):
+            rules[f"block_{b}_depthwise"] = (1 if b == 13 else None, 4)
+        rules["block_13_pad"] = ("pad", 4)
+    return rules
+
+
+_SPECS = {
+    "vgg16": (keras.applications.VGG16, "caffe", "block5_pool", _vgg_rules),
+    "resnet50": (keras.applications.ResNet50, "caffe", "conv5_block3_out", _resnet_rules),
+    "resnet101": (keras.applications.ResNet101, "caffe", "conv5_block3_out", _resnet_rules),
+    "mobilenetv2": (keras.applications.MobileNetV2, "tf", "block_16_project_BN", _mobilenet_rules),
+}
+
+
+def _rule_for(name, rules):
+    best = None
+    for prefix, rule in rules.items():
+        if name.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, rule)
+    return best[1] if best else None
+
+
+def _dilate(layer, rules):
+    """clone_function: re-creates ``layer`` with the stride/dilation rule applied."""
+    rule = _rule_for(layer.name, rules)
+    config = layer.get_config()
+    if rule is not None:
+        stride, dilation = rule
+        if stride == "pad":
+            config["padding"] = ((dilation, dilation), (dilation, dilation))
+        else:
+            if stride is not None and "strides" in config:
+                config["strides"] = (stride, stride)
+            if isinstance(layer, keras.layers.MaxPooling2D):
+                if stride == 1:
+                    config["pool_size"], config["padding"] = (3, 3), "same"
+            elif "dilation_rate" in config:
+                config["dilation_rate"] = (dilation, dilation)
+                if config.get("padding") == "valid" and layer.name.endswith("depthwise"):
+                    config["padding"] = "valid"  # its ZeroPadding2D rule supplies the border
+    return layer.__class__.from_config(config)
+
+
+def _load_backbone(backbone, weights):
+    constructor = _SPECS[backbone][0]
+    if weights not in (None, "imagenet") and not os.path.isfile(weights):
+        raise ValueError(f"--weights: file {weights} does not exist")
+    try:
+        return constructor(include_top=False, weights=weights, input_shape=(None, None, 3))
+    except ValueError as e:
+        if weights not in (None, "imagenet"):
+            raise ValueError(f"--weights: {weights} does not fit backbone {backbone} ({e})") from None
+        raise
+
+
+def _tiny_encoder(output_stride, width=32):
+    """A small conv net for tests and the CPU demo (5 conv stages)."""
+    inputs = keras.Input((None, None, 3), name="image")
+    x = Preprocess("torch", name="preprocess")(inputs)
+    stages = [(width, 2), (width * 2, 2), (width * 4, 2)]
+    stages.append((width * 4, 2 if output_stride == 16 else 1))
+    dilation = 1
+    for i, (filters, stride) in enumerate(stages):
+        if stride == 1:
+            dilation *= 2
+        x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                                dilation_rate=dilation if stride == 1 else 1,
+                                name=f"stage{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"stage{i}_bn")(x)
+        x = keras.layers.ReLU(name=f"stage{i}_relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                dilation_rate=dilation, name=f"stage{i}_conv2")(x)
+        x = keras.layers.BatchNormalization(name=f"stage{i}_bn2")(x)
+        x = keras.layers.ReLU(name=f"stage{i}_relu2")(x)
+    return keras.Model(inputs, x, name=f"tiny_os{output_stride}")
+
+
+def build_encoder(backbone="resnet50", output_stride=16, weights=None):
+    """Builds the shared encoder: RGB 0..255 [B, H, W, 3] -> features at output_stride.
+
+    Args:
+        backbone: one of ``vgg16``, ``resnet50``, ``resnet101``,
+            ``mobilenetv2``, ``tiny``.
+        output_stride: 8 or 16 (late strides become dilations).
+        weights: None, ``"imagenet"`` (downloads), or a weights file path
+            (the keras.applications ``notop`` file of the backbone, or, for
+            ``tiny``, a file saved with ``save_weights``).
+
+    Example:
+        >>> encoder = build_encoder("mobilenetv2", 16)
+        >>> encoder(np.zeros((1, 64, 64, 3))).shape
+        TensorShape([1, 4, 4, 320])
+    """
+    _check(backbone, output_stride)
+    if backbone == "tiny":
+        encoder = _tiny_encoder(output_stride)
+        if weights == "imagenet":
+            raise ValueError("--weights: the tiny backbone has no imagenet weights")
+        if weights:
+            if not os.path.isfile(weights):
+                raise ValueError(f"--weights: file {weights} does not exist")
+            try:
+                encoder.load_weights(weights)
+            except ValueError as e:
+                raise ValueError(f"--weights: {weights} does not fit backbone tiny ({e})") from None
+        return encoder
+    _, mode, feature_layer, rules_for = _SPECS[backbone]
+    base = _load_backbone(backbone, weights)
+    trunk = keras.Model(base.input, base.get_layer(feature_layer).output)
+    rules = rules_for(output_stride)
+    dilated = keras.models.clone_model(trunk, clone_function=lambda layer: _dilate(layer, rules))
+    dilated.set_weights(trunk.get_weights())
+    inputs = keras.Input((None, None, 3), name="image")
+    features = dilated(Preprocess(mode, name="preprocess")(inputs))
+    return keras.Model(inputs, features, name=f"{backbone}_os{output_stride}")

@@ -1,0 +1,63 @@
+"""Per-image losses that ignore void (255) and stay correct under replicas.
+
+Each loss returns one value per image; callers average them and divide by
+the replica count (gradients are summed across replicas, design.md §3).
+"""
+
+import tensorflow as tf
+
+VOID = 255
+
+
+def labels_from_mask(mask, num_classes):
+    """Multi-hot foreground labels [B, K] from masks [B, H, W, 1] (0 and 255 dropped)."""
+    mask = tf.cast(mask[..., 0], tf.int32)
+    one_hot = tf.one_hot(mask, num_classes, dtype=tf.float32)  # 255 -> all zeros
+    present = tf.cast(tf.reduce_max(one_hot, axis=[1, 2]) > 0, tf.float32)
+    return present[:, 1:]
+
+
+def agnostic_targets(mask):
+    """(foreground float [B, H, W, 1], valid float [B, H, W, 1]) from class masks."""
+    mask = tf.cast(mask, tf.int32)
+    valid = tf.cast(mask != VOID, tf.float32)
+    foreground = tf.cast((mask != 0) & (mask != VOID), tf.float32)
+    return foreground, valid
+
+
+def masked_mean_per_image(values, valid):
+    """Mean of ``values`` over valid pixels, per image [B] (0 if none valid)."""
+    axes = list(range(1, len(values.shape)))
+    total = tf.reduce_sum(values * valid, axis=axes)
+    count = tf.reduce_sum(valid, axis=axes)
+    return tf.math.divide_no_nan(total, count)
+
+
+def agnostic_bce_per_image(logits, mask):
+    """BCE of the foreground logit vs 'any class' over non-void pixels, per image."""
+    foreground, valid = agnostic_targets(mask)
+    logits = tf.cast(logits, tf.float32)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=foreground, logits=logits)
+    return masked_mean_per_image(bce, valid)
+
+
+def multilabel_bce_per_image(logits, labels):
+    """Multi-label BCE of image logits [B, K] vs multi-hot labels, per image."""
+    logits = tf.cast(logits, tf.float32)
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_mean(bce, axis=-1)
+
+
+def segmentation_ce_per_image(logits, mask):
+    """Softmax cross-entropy of [B, H, W, C] logits vs a class mask, void ignored."""
+    mask = tf.cast(mask[..., 0], tf.int32)
+    valid = tf.cast(mask != VOID, tf.float32)
+    safe = tf.where(mask == VOID, 0, mask)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
+    return masked_mean_per_image(ce, valid)
+
+
+def replica_mean(per_image):
+    """Batch mean scaled so that summing replica gradients gives the global mean."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return tf.reduce_mean(per_image) / tf.cast(replicas, tf.float32)

@@ -1,0 +1,103 @@
+"""Runs the stages of a TS3 run in order; finished stages are skipped."""
+
+import json
+import os
+import shutil
+
+import keras
+
+from tss_keras.config import STAGES
+from tss_keras.data import synthetic
+from tss_keras.data.errors import DataError
+from tss_keras.data.inspect import inspect_split
+from tss_keras.data.class_names import load_class_names
+from tss_keras.training.distribute import make_strategy
+from tss_keras.training.lnet_stage import lnet_path, train_lnet
+
+
+def _data_stage(config):
+    if config.synthetic_data:
+        for directory, category_set in ((config.data_dir, "main"),
+                                        (config.agnostic_data_dir, "agnostic")):
+            if directory and synthetic.ensure(directory, category_set, seed=config.seed):
+                print(f"Wrote the embedded {category_set} data set to {directory}")
+    summary = inspect_split(config.data_dir, config.train_split,
+                            load_class_names(config.class_names_file), config.strong_classes,
+                            skip_bad=config.skip_bad)
+    path = os.path.join(config.model_dir, "data_summary.json")
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"Data: {summary['num_images']} images, strong pool {summary['strong_pool']}, "
+          f"weak pool {summary['weak_pool']} -> {path}")
+    return path
+
+
+def _transfer_stage(config):
+    from tss_keras.data.pools import build_pools, parse_strong_classes
+    from tss_keras.data.voc import load_split
+    from tss_keras.transfer.pseudo_labels import generate_pseudo_labels, pseudo_label_dir
+
+    path = lnet_path(config.model_dir)
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no trained L-Net; run the lnet stage first (--stages=lnet,transfer)")
+    class_names = load_class_names(config.class_names_file)
+    records, _ = load_split(config.data_dir, config.train_split, class_names,
+                            skip_bad=config.skip_bad)
+    pools = build_pools(records, parse_strong_classes(config.strong_classes, class_names))
+    lnet = keras.saving.load_model(path, safe_mode=True)
+    summary = generate_pseudo_labels(lnet, pools.weak, config.model_dir, class_names,
+                                     config.diffusion)
+    print(f"Pseudo-labels: {summary['written']} written, {summary['skipped_existing']} "
+          f"already there -> {pseudo_label_dir(config.model_dir)}")
+    return pseudo_label_dir(config.model_dir)
+
+
+def _stage_outputs(config):
+    return {
+        "data": os.path.join(config.model_dir, "data_summary.json"),
+        "lnet": lnet_path(config.model_dir),
+        "transfer": os.path.join(config.model_dir, "pseudo_labels.json"),
+    }
+
+
+def _clear(config, stage):
+    if stage == "lnet":
+        shutil.rmtree(os.path.join(config.model_dir, "lnet"), ignore_errors=True)
+    elif stage == "transfer":
+        shutil.rmtree(os.path.join(config.model_dir, "pseudo_labels"), ignore_errors=True)
+    output = _stage_outputs(config).get(stage)
+    if output and os.path.isfile(output):
+        os.remove(output)
+
+
+def run_stages(config, strategy=None):
+    """Runs ``config.stages`` in pipeline order and returns {stage: output path}.
+
+    A stage whose output exists is skipped unless ``config.overwrite``; an
+    interrupted stage resumes from its last checkpoint.
+    """
+    unknown = [s for s in config.stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"--stages: unknown stage(s) {unknown} (choose from {', '.join(STAGES)})")
+    runners = {"data": _data_stage, "lnet": None, "transfer": _transfer_stage}
+    missing = [s for s in config.stages if s not in runners]
+    if missing:
+        raise ValueError(f"--stages: {missing} not available in this version "
+                         f"(available: {', '.join(runners)})")
+    os.makedirs(config.model_dir, exist_ok=True)
+    if strategy is None:
+        strategy = make_strategy(config.strategy, config.num_gpus, config.cpu_replicas)
+    outputs = {}
+    for stage in STAGES:
+        if stage not in config.stages:
+            continue
+        output = _stage_outputs(config)[stage]
+        if config.overwrite:
+            _clear(config, stage)
+        elif stage != "data" and os.path.isfile(output):
+            print(f"Stage {stage}: done already ({output}); --overwrite to redo")
+            outputs[stage] = output
+            continue
+        print(f"== Stage {stage}")
+        outputs[stage] = train_lnet(config, strategy) if stage == "lnet" else runners[stage](config)
+    return outputs
