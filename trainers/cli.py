@@ -3,15 +3,12 @@
 import re
 import sys
 
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError, UsageError
+from tss_keras.training.checkpoints import NonFiniteLossError
 
 # A DataError raised inside tf.numpy_function reaches Python wrapped in a TF
 # error; this pulls our one-line message back out.
 _WRAPPED = re.compile(r"DataError: (.+?)(?:\n|$)")
-
-
-class UsageError(ValueError):
-    """A bad flag value; the message names the flag."""
 
 
 def one_line(error):
@@ -27,7 +24,7 @@ def run_main(main_fn):
     def wrapped(argv):
         try:
             return main_fn(argv)
-        except (DataError, UsageError, FileNotFoundError) as e:
+        except (DataError, UsageError, NonFiniteLossError) as e:
             print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(1)
         except Exception as e:  # TF wraps numpy_function errors

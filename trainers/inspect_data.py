@@ -8,6 +8,8 @@ import json
 
 from absl import app, flags
 
+import trainers.quiet  # noqa: F401  (imports TF before anything prints)
+
 from trainers.cli import run_main
 
 flags.DEFINE_string("data_dir", None, "VOC-layout root (contains JPEGImages/).")

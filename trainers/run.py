@@ -8,7 +8,10 @@ import os
 
 from absl import app, flags
 
-from trainers.cli import UsageError, run_main
+import trainers.quiet  # noqa: F401  (imports TF before anything prints)
+from tss_keras.errors import UsageError
+from trainers.cli import run_main
+from trainers.quiet import device_setup
 
 F = flags
 F.DEFINE_string("data_dir", None, "VOC-layout root (JPEGImages/, SegmentationClass/, ImageSets/).")
@@ -87,7 +90,8 @@ def main(argv):
     from tss_keras.training.distribute import make_strategy
 
     # The strategy first: splitting the CPU must happen before TF starts.
-    strategy = make_strategy(config.strategy, config.num_gpus, config.cpu_replicas)
+    with device_setup():
+        strategy = make_strategy(config.strategy, config.num_gpus, config.cpu_replicas)
     from tss_keras.training.runner import run_stages
 
     os.makedirs(config.model_dir, exist_ok=True)

@@ -177,11 +177,11 @@ def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main"):
     names = ["background"] + [c[0] for c in categories]
     with open(os.path.join(out_dir, "class_names.txt"), "w") as f:
         f.write("\n".join(names) + "\n")
-    summary = {"out_dir": out_dir, "category_set": category_set, "seed": seed,
-               "num_images": index, "class_names": names}
+    summary = {"category_set": category_set, "seed": seed, "num_images": index,
+               "class_names": names}
     with open(os.path.join(out_dir, "synthetic.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    return summary
+    return {"out_dir": out_dir, **summary}
 
 
 def ensure(out_dir, category_set="main", seed=0, num_train=240, num_val=60):

@@ -10,6 +10,7 @@ import os
 
 import keras
 
+from tss_keras.errors import UsageError
 from tss_keras.models.layers import Preprocess
 
 BACKBONES = ("vgg16", "resnet50", "resnet101", "mobilenetv2", "tiny")
@@ -18,9 +19,9 @@ OUTPUT_STRIDES = (8, 16)
 
 def _check(backbone, output_stride):
     if backbone not in BACKBONES:
-        raise ValueError(f"--backbone: unknown backbone {backbone!r} (choose from {', '.join(BACKBONES)})")
+        raise UsageError(f"--backbone: unknown backbone {backbone!r} (choose from {', '.join(BACKBONES)})")
     if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"--output_stride: {output_stride} is not supported (choose 8 or 16)")
+        raise UsageError(f"--output_stride: {output_stride} is not supported (choose 8 or 16)")
 
 
 # Per backbone: (keras.applications constructor, preprocessing, feature layer,
@@ -42,19 +43,14 @@ def _resnet_rules(os_):
 
 
 def _mobilenet_rules(os_):
-    # Blocks 13-16 run at stride 32 natively; block_13 downsamples. At OS 8,
-    # blocks 6-12 too (block_6 downsamples).
-    rules = {"block_13_depthwise": (1, 2), "block_13_pad": ("pad", 2)}
-    for b in (14, 15, 16):
-        rules[f"block_{b}_depthwise"] = (None, 4 if os_ == 8 else 2)
+    # block_13 (and at OS 8 block_6) downsamples; its ZeroPadding2D grows to
+    # the dilation so the 'valid' 3x3 depthwise conv keeps the size.
+    late = 2 if os_ == 16 else 4
+    rules = {"block_13_pad": ("pad", late), "block_13_depthwise": (1, late)}
+    rules.update({f"block_{b}_depthwise": (None, late) for b in (14, 15, 16)})
     if os_ == 8:
-        rules.update({"block_6_depthwise": (1, 2), "block_6_pad": ("pad", 2),
-                      "block_13_depthwise": (1, 2), "block_13_pad": ("pad", 2)})
-        for b in range(7, 13):
-            rules[f"block_{b}_depthwise"] = (None, 2)
-        for b in (13, 14, 15, 16):
-            rules[f"block_{b}_depthwise"] = (1 if b == 13 else None, 4)
-        rules["block_13_pad"] = ("pad", 4)
+        rules.update({"block_6_pad": ("pad", 2), "block_6_depthwise": (1, 2)})
+        rules.update({f"block_{b}_depthwise": (None, 2) for b in range(7, 13)})
     return rules
 
 
@@ -90,20 +86,38 @@ def _dilate(layer, rules):
                     config["pool_size"], config["padding"] = (3, 3), "same"
             elif "dilation_rate" in config:
                 config["dilation_rate"] = (dilation, dilation)
-                if config.get("padding") == "valid" and layer.name.endswith("depthwise"):
-                    config["padding"] = "valid"  # its ZeroPadding2D rule supplies the border
     return layer.__class__.from_config(config)
+
+
+def dilate_backbone(base, backbone, output_stride):
+    """Returns the feature trunk of a keras.applications model at ``output_stride``.
+
+    The trunk is cut at the backbone's feature layer, cloned with late strides
+    set to 1 and dilations raised, and given the original weights unchanged.
+
+    Args:
+        base: the keras.applications model (``include_top=False``).
+        backbone: its name (``vgg16``, ``resnet50``, ``resnet101``, ``mobilenetv2``).
+        output_stride: 8 or 16.
+    """
+    _check(backbone, output_stride)
+    feature_layer, rules_for = _SPECS[backbone][2], _SPECS[backbone][3]
+    trunk = keras.Model(base.input, base.get_layer(feature_layer).output)
+    rules = rules_for(output_stride)
+    dilated = keras.models.clone_model(trunk, clone_function=lambda layer: _dilate(layer, rules))
+    dilated.set_weights(trunk.get_weights())
+    return dilated
 
 
 def _load_backbone(backbone, weights):
     constructor = _SPECS[backbone][0]
     if weights not in (None, "imagenet") and not os.path.isfile(weights):
-        raise ValueError(f"--weights: file {weights} does not exist")
+        raise UsageError(f"--weights: file {weights} does not exist")
     try:
         return constructor(include_top=False, weights=weights, input_shape=(None, None, 3))
     except ValueError as e:
         if weights not in (None, "imagenet"):
-            raise ValueError(f"--weights: {weights} does not fit backbone {backbone} ({e})") from None
+            raise UsageError(f"--weights: {weights} does not fit backbone {backbone} ({e})") from None
         raise
 
 
@@ -149,21 +163,17 @@ def build_encoder(backbone="resnet50", output_stride=16, weights=None):
     if backbone == "tiny":
         encoder = _tiny_encoder(output_stride)
         if weights == "imagenet":
-            raise ValueError("--weights: the tiny backbone has no imagenet weights")
+            raise UsageError("--weights: the tiny backbone has no imagenet weights")
         if weights:
             if not os.path.isfile(weights):
-                raise ValueError(f"--weights: file {weights} does not exist")
+                raise UsageError(f"--weights: file {weights} does not exist")
             try:
                 encoder.load_weights(weights)
             except ValueError as e:
-                raise ValueError(f"--weights: {weights} does not fit backbone tiny ({e})") from None
+                raise UsageError(f"--weights: {weights} does not fit backbone tiny ({e})") from None
         return encoder
-    _, mode, feature_layer, rules_for = _SPECS[backbone]
-    base = _load_backbone(backbone, weights)
-    trunk = keras.Model(base.input, base.get_layer(feature_layer).output)
-    rules = rules_for(output_stride)
-    dilated = keras.models.clone_model(trunk, clone_function=lambda layer: _dilate(layer, rules))
-    dilated.set_weights(trunk.get_weights())
+    mode = _SPECS[backbone][1]
+    dilated = dilate_backbone(_load_backbone(backbone, weights), backbone, output_stride)
     inputs = keras.Input((None, None, 3), name="image")
     features = dilated(Preprocess(mode, name="preprocess")(inputs))
     return keras.Model(inputs, features, name=f"{backbone}_os{output_stride}")

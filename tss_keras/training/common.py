@@ -9,6 +9,7 @@ import tensorflow as tf
 from tss_keras.data.class_names import load_class_names
 from tss_keras.data.pools import build_pools, parse_strong_classes
 from tss_keras.data.voc import load_split
+from tss_keras.errors import UsageError
 from tss_keras.training.checkpoints import CheckpointEveryEpoch, StepCheckpoints
 
 
@@ -32,7 +33,7 @@ def make_optimizer(name, learning_rate, total_steps, weight_decay=0.0):
         return keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=weight_decay or None)
     if name == "adam":
         return keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
-    raise ValueError(f"--optimizer: unknown optimizer {name!r} (choose sgd or adam)")
+    raise UsageError(f"--optimizer: unknown optimizer {name!r} (choose sgd or adam)")
 
 
 def fit_with_checkpoints(trainer, dataset, total_steps, checkpoint_every, stage_dir, log_dir,
@@ -56,7 +57,7 @@ def fit_with_checkpoints(trainer, dataset, total_steps, checkpoint_every, stage_
                                                  write_graph=False),
                      *extra_callbacks]
         trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=1)
+                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=1, shuffle=False)
     return int(trainer.optimizer.iterations.numpy())
 
 

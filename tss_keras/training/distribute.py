@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from tss_keras.errors import UsageError
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
@@ -19,7 +21,7 @@ def make_strategy(strategy="auto", num_gpus=None, cpu_replicas=0):
             Must be called before TensorFlow initialises its devices.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"--strategy: unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        raise UsageError(f"--strategy: unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
     if cpu_replicas and cpu_replicas > 1:
         cpus = tf.config.list_physical_devices("CPU")
         try:
@@ -29,7 +31,7 @@ def make_strategy(strategy="auto", num_gpus=None, cpu_replicas=0):
             pass  # already configured in this process (the same split, in tests)
         logical = tf.config.list_logical_devices("CPU")
         if len(logical) < cpu_replicas:
-            raise ValueError(f"--cpu_replicas={cpu_replicas}: TensorFlow was initialised with "
+            raise UsageError(f"--cpu_replicas={cpu_replicas}: TensorFlow was initialised with "
                              f"{len(logical)} CPU device(s) before the split")
         return tf.distribute.MirroredStrategy([d.name for d in logical[:cpu_replicas]])
     gpus = tf.config.list_logical_devices("GPU")

@@ -11,6 +11,7 @@ from tss_keras.data import synthetic
 from tss_keras.data.errors import DataError
 from tss_keras.data.inspect import inspect_split
 from tss_keras.data.class_names import load_class_names
+from tss_keras.errors import UsageError
 from tss_keras.training.distribute import make_strategy
 from tss_keras.training.lnet_stage import lnet_path, train_lnet
 
@@ -78,11 +79,11 @@ def run_stages(config, strategy=None):
     """
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
-        raise ValueError(f"--stages: unknown stage(s) {unknown} (choose from {', '.join(STAGES)})")
+        raise UsageError(f"--stages: unknown stage(s) {unknown} (choose from {', '.join(STAGES)})")
     runners = {"data": _data_stage, "lnet": None, "transfer": _transfer_stage}
     missing = [s for s in config.stages if s not in runners]
     if missing:
-        raise ValueError(f"--stages: {missing} not available in this version "
+        raise UsageError(f"--stages: {missing} not available in this version "
                          f"(available: {', '.join(runners)})")
     os.makedirs(config.model_dir, exist_ok=True)
     if strategy is None:

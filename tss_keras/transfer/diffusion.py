@@ -14,6 +14,8 @@ Everything is batched TF ops.
 
 import tensorflow as tf
 
+from tss_keras.errors import UsageError
+
 VOID = 255
 
 
@@ -86,7 +88,7 @@ def transfer_scores(images, foreground, cams, labels, features=None, radius=3, i
         working_stride, cam_power: see the module docstring.
     """
     if feature_source not in ("color", "features", "both"):
-        raise ValueError(f"--diffusion_features: {feature_source!r} is not color, features or both")
+        raise UsageError(f"--diffusion_features: {feature_source!r} is not color, features or both")
     size = tf.shape(images)[1:3]
     work = tf.maximum(size // working_stride, 1)
     fg = tf.image.resize(tf.cast(foreground, tf.float32), work, method="area")

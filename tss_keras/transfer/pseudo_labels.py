@@ -10,6 +10,7 @@ import tensorflow as tf
 from tss_keras.data.palette import atomic_write, save_palette_png
 from tss_keras.data.pipeline import multi_hot
 from tss_keras.data.voc import read_image
+from tss_keras.errors import UsageError
 from tss_keras.transfer.diffusion import scores_to_labels, transfer_scores
 
 
@@ -59,7 +60,7 @@ def generate_pseudo_labels(lnet, examples, model_dir, class_names, diffusion, ve
     share per class, the diffusion settings) and returns it as a dict.
     """
     if not examples:
-        raise ValueError("--strong_classes: the weak pool is empty; nothing to transfer")
+        raise UsageError("--strong_classes: the weak pool is empty; nothing to transfer")
     out_dir = pseudo_label_dir(model_dir)
     os.makedirs(out_dir, exist_ok=True)
     num_classes = len(class_names)

@@ -1,0 +1,54 @@
+"""Shared encoder: every backbone at both output strides, and the dilation conversion."""
+
+import keras
+import numpy as np
+import pytest
+
+from tss_keras.models.encoder import BACKBONES, _SPECS, build_encoder, dilate_backbone
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_output_stride_for_every_backbone(backbone):
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
+    for output_stride in (8, 16):
+        encoder = build_encoder(backbone, output_stride, weights=None)
+        features = encoder(image)
+        assert features.shape[1:3] == (64 // output_stride, 96 // output_stride), (
+            backbone, output_stride, features.shape)
+        assert np.isfinite(features.numpy()).all()
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50", "mobilenetv2"])
+def test_dilation_keeps_every_weight(backbone):
+    base = _SPECS[backbone][0](include_top=False, weights=None, input_shape=(None, None, 3))
+    trunk = keras.Model(base.input, base.get_layer(_SPECS[backbone][2]).output)
+    for output_stride in (8, 16):
+        dilated = dilate_backbone(base, backbone, output_stride)
+        original, converted = trunk.get_weights(), dilated.get_weights()
+        assert len(original) == len(converted) > 0
+        for a, b in zip(original, converted):
+            np.testing.assert_array_equal(a, b)
+        features = dilated(np.zeros((1, 64, 64, 3), np.float32))
+        assert features.shape[1] == 64 // output_stride
+        if output_stride == 8:
+            assert max(getattr(l, "dilation_rate", (1, 1))[0] for l in dilated.layers) > 1
+
+
+def test_weights_file_loads_and_mismatch_names_the_file(tmp_path):
+    source = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                            input_shape=(None, None, 3))
+    path = str(tmp_path / "mobilenet.weights.h5")
+    source.save_weights(path)
+    encoder = build_encoder("mobilenetv2", 16, weights=path)
+    np.testing.assert_array_equal(encoder.get_weights()[0], source.get_weights()[0])
+    with pytest.raises(ValueError, match=f"--weights: {path} does not fit backbone resnet50"):
+        build_encoder("resnet50", 16, weights=path)
+    with pytest.raises(ValueError, match="does not exist"):
+        build_encoder("resnet50", 16, weights=str(tmp_path / "missing.h5"))
+
+
+def test_unknown_backbone_and_stride():
+    with pytest.raises(ValueError, match="--backbone: unknown backbone 'alexnet'"):
+        build_encoder("alexnet", 16)
+    with pytest.raises(ValueError, match="--output_stride: 32 is not supported"):
+        build_encoder("resnet50", 32)

@@ -1,0 +1,104 @@
+"""tf.data pipelines: shapes, dtypes, and void handling under augmentation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import STRONG
+from tss_keras.data.pipeline import augment, eval_dataset, strong_dataset, weak_dataset, zip_streams
+from tss_keras.data.pools import build_pools, parse_strong_classes
+from tss_keras.data.voc import load_split
+
+
+@pytest.fixture(scope="module")
+def pools(synth_dir, class_names):
+    records, _ = load_split(synth_dir, "train", class_names)
+    return build_pools(records, parse_strong_classes(STRONG, class_names))
+
+
+def _blocky_mask(height=60, width=80, void=True):
+    rng = np.random.default_rng(0)
+    mask = np.repeat(np.repeat(rng.integers(0, 4, (6, 8)), 10, 0), 10, 1).astype(np.uint8)
+    if void:
+        mask[20:30, :] = 255
+    return mask[:height, :width, None]
+
+
+def test_strong_and_weak_stream_shapes(pools, class_names):
+    strong = strong_dataset(pools.strong, len(class_names), (64, 48), 2, seed=1)
+    weak = weak_dataset(pools.weak, len(class_names), (64, 48), 3, seed=1)
+    s, w = next(iter(zip_streams(strong, weak)))
+    assert s["image"].shape == (2, 64, 48, 3) and s["image"].dtype == tf.float32
+    assert s["mask"].shape == (2, 64, 48, 1) and s["mask"].dtype == tf.uint8
+    assert w["image"].shape == (3, 64, 48, 3)
+    assert w["labels"].shape == (3, len(class_names) - 1) and w["labels"].dtype == tf.float32
+    values = set(np.unique(s["mask"].numpy()))
+    assert values <= set(range(len(class_names))) | {255}
+    assert 0.0 <= float(tf.reduce_min(s["image"])) and float(tf.reduce_max(s["image"])) <= 255.0
+
+
+def test_weak_stream_with_pseudo_labels(pools, class_names, tmp_path):
+    from tss_keras.data.palette import save_palette_png
+    from tss_keras.data.voc import image_size
+
+    paths = []
+    for example in pools.weak:
+        path = str(tmp_path / f"{example.image_id}.png")
+        save_palette_png(path, np.full(image_size(example.image_path), 4, np.uint8))
+        paths.append(path)
+    ds = weak_dataset(pools.weak, len(class_names), (40, 40), 2, pseudo_label_paths=paths)
+    batch = next(iter(ds))
+    assert batch["mask"].shape == (2, 40, 40, 1)
+    assert set(np.unique(batch["mask"].numpy())) <= {4, 255}
+
+
+def test_no_void_appears_inside_the_image_and_classes_survive():
+    mask = _blocky_mask(void=False)
+    image = np.zeros(mask.shape[:2] + (3,), np.uint8)
+    for scale in (1.0, 1.5, 2.0):
+        _, (out,) = augment(image, (mask,), (48, 48), scale=scale, seed=3)
+        out = out.numpy()
+        assert 255 not in out, f"class pixel became void at scale {scale}"
+        assert set(np.unique(out)) <= set(np.unique(mask))
+
+
+def test_void_only_at_padding_when_image_is_smaller_than_crop():
+    mask = _blocky_mask(40, 50, void=False)
+    image = np.zeros((40, 50, 3), np.uint8)
+    _, (out,) = augment(image, (mask,), (64, 64), scale=1.0, flip=False)
+    out = out.numpy()[..., 0]
+    assert (out == 255).sum() == 64 * 64 - 40 * 50
+    np.testing.assert_array_equal(out[:40, :50], mask[..., 0])
+    image_out, _ = augment(image, (mask,), (64, 64), scale=1.0, flip=False)
+    np.testing.assert_allclose(image_out.numpy()[50, 60], [123.675, 116.28, 103.53], atol=1e-3)
+
+
+def test_void_pixels_never_become_a_class():
+    mask = _blocky_mask()
+    image = np.zeros(mask.shape[:2] + (3,), np.uint8)
+    _, (out,) = augment(image, (mask,), (40, 40), scale=1.0, seed=7)
+    out = out.numpy()[..., 0]
+    # At scale 1 the output is an exact window of the input, possibly flipped.
+    found = False
+    for candidate in (mask[..., 0], mask[:, ::-1, 0]):
+        for y in range(candidate.shape[0] - 40 + 1):
+            for x in range(candidate.shape[1] - 40 + 1):
+                if np.array_equal(candidate[y:y + 40, x:x + 40], out):
+                    found = True
+    assert found
+    for scale in (0.5, 0.75, 1.7):
+        _, (scaled,) = augment(image, (mask,), (40, 40), scale=scale, seed=7)
+        assert set(np.unique(scaled.numpy())) <= set(np.unique(mask)) | {255}
+
+
+def test_eval_pipeline_is_deterministic_and_unaugmented(synth_dir, class_names):
+    records, _ = load_split(synth_dir, "val", class_names)
+    first = [b["mask"].numpy() for b in eval_dataset(records, len(class_names))]
+    second = [b["mask"].numpy() for b in eval_dataset(records, len(class_names))]
+    assert len(first) == len(records)
+    for a, b, record in zip(first, second, records):
+        np.testing.assert_array_equal(a, b)
+        assert a.shape == (1, record.height, record.width, 1)
+    padded = next(iter(eval_dataset(records, len(class_names), batch_size=2, max_size=(200, 240))))
+    assert padded["image"].shape == (2, 200, 240, 3)
+    assert (padded["mask"].numpy()[0, records[0].height:, :, 0] == 255).all()

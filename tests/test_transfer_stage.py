@@ -1,0 +1,114 @@
+"""The lnet and transfer stages through `python -m trainers.run`: files, resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, STRONG, run_module
+
+
+def _flags(data_dir, model_dir, *extra):
+    return [f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+            f"--class_names_file={data_dir}/class_names.txt", f"--strong_classes={STRONG}",
+            "--backbone=tiny", "--output_stride=16", "--crop_size=48", "--batch_size=4",
+            "--optimizer=adam", "--diffusion_iterations=3", *extra]
+
+
+@pytest.fixture(scope="module")
+def transferred(synth_dir, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("run"))
+    result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--lnet_steps=4",
+                                                "--checkpoint_every=2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, result
+
+
+def test_pseudo_label_files(transferred, synth_dir, class_names):
+    from tss_keras.data.pools import build_pools, parse_strong_classes
+    from tss_keras.data.voc import load_split
+
+    model_dir, result = transferred
+    records, _ = load_split(synth_dir, "train", class_names)
+    weak = build_pools(records, parse_strong_classes(STRONG, class_names)).weak
+    sizes = {r.image_id: (r.width, r.height) for r in records}
+    files = sorted(os.listdir(os.path.join(model_dir, "pseudo_labels")))
+    assert files == sorted(e.image_id + ".png" for e in weak)
+    for example in weak:
+        png = Image.open(os.path.join(model_dir, "pseudo_labels", example.image_id + ".png"))
+        assert png.mode == "P" and png.size == sizes[example.image_id]
+        assert set(np.unique(np.asarray(png))) <= set(example.labels) | {0, 255}
+    summary = json.load(open(os.path.join(model_dir, "pseudo_labels.json")))
+    assert summary["num_images"] == len(weak) and summary["written"] == len(weak)
+    assert os.path.isfile(os.path.join(model_dir, "flags.txt"))
+    assert os.listdir(os.path.join(model_dir, "logs", "lnet"))
+    assert "pseudo_labels" in result.stdout
+
+
+def test_rerun_skips_finished_stages_and_files(transferred, synth_dir):
+    model_dir, _ = transferred
+    result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--lnet_steps=4",
+                                                "--stages=transfer"))
+    assert result.returncode == 0
+    assert "done already" in result.stdout
+    os.remove(os.path.join(model_dir, "pseudo_labels.json"))
+    removed = sorted(os.listdir(os.path.join(model_dir, "pseudo_labels")))[0]
+    os.remove(os.path.join(model_dir, "pseudo_labels", removed))
+    result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer"))
+    summary = json.load(open(os.path.join(model_dir, "pseudo_labels.json")))
+    assert summary["written"] == 1 and summary["skipped_existing"] == summary["num_images"] - 1
+
+
+def test_resume_after_killed_lnet_run(synth_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    args = _flags(synth_dir, model_dir, "--lnet_steps=400", "--checkpoint_every=2",
+                  "--stages=lnet")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "trainers.run", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint_dir = os.path.join(model_dir, "lnet", "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if os.path.isdir(checkpoint_dir) and any(f.endswith(".index") for f in os.listdir(checkpoint_dir)):
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(model_dir, "lnet", "lnet.keras"))
+    import tensorflow as tf
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    assert latest, "no checkpoint was written before the kill"
+    step = int(latest.rsplit("-", 1)[1])
+    result = run_module("trainers.run", *_flags(synth_dir, model_dir, f"--lnet_steps={step + 2}",
+                                                "--checkpoint_every=2", "--stages=lnet"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from step {step}" in result.stdout
+    assert os.path.isfile(os.path.join(model_dir, "lnet", "lnet.keras"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--stages=transfer"], "no trained L-Net; run the lnet stage first"),
+    (["--backbone=alexnet", "--stages=lnet"], "--backbone: unknown backbone 'alexnet'"),
+    (["--output_stride=32", "--stages=lnet"], "--output_stride: 32 is not supported"),
+    (["--weights=/nonexistent/w.h5", "--stages=lnet"], "--weights: file /nonexistent/w.h5 does not exist"),
+    (["--strong_classes=disc,zebra"], "--strong_classes: unknown class 'zebra'"),
+    (["--strong_classes=all", "--stages=lnet,transfer", "--lnet_steps=1"],
+     "the weak pool is empty"),
+    (["--strong_classes=none", "--stages=lnet"], "the strong pool is empty"),
+    (["--stages=data,fly"], "--stages: unknown stage(s) ['fly']"),
+    (["--crop_size=a,b"], "--crop_size: a,b is not H,W"),
+])
+def test_bad_input_is_a_clear_error(synth_dir, tmp_path, extra, message):
+    args = _flags(synth_dir, str(tmp_path / "run"), *extra)
+    # later flags win, so the overrides apply
+    result = run_module("trainers.run", *args)
+    assert result.returncode != 0
+    lines = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]
+    assert lines and message in lines[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
