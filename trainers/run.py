@@ -42,8 +42,24 @@ F.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multi_worker"
 F.DEFINE_integer("num_gpus", None, "Use the first N GPUs (default: all).")
 F.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and mirror over them.")
 F.DEFINE_integer("seed", 0, "Random seed.")
-F.DEFINE_list("stages", ["data", "lnet", "transfer"], "Stages to run, in pipeline order.")
+F.DEFINE_list("stages", ["data", "lnet", "transfer", "pnet", "eval"], "Stages to run, in pipeline order.")
 F.DEFINE_bool("overwrite", False, "Redo stages that are finished already.")
+F.DEFINE_enum("mode", "ts3", ["ts3", "full"], "ts3 (transfer) or full (supervised baseline on all masks).")
+F.DEFINE_float("lambda_adv", 0.01, "Weight of the adversarial loss on weak predictions (0: off).")
+F.DEFINE_float("weak_weight", 1.0, "Weight of the pseudo-label cross-entropy.")
+F.DEFINE_float("lambda_semi", 0.0, "Weight of self-training on discriminator-confident weak pixels (0: off).")
+F.DEFINE_float("semi_threshold", 0.2, "Discriminator confidence for self-training pixels.")
+F.DEFINE_integer("d_filters", 64, "Discriminator width (first layer channels).")
+F.DEFINE_bool("d_with_image", False, "Condition the discriminator on the image.")
+F.DEFINE_integer("aspp_filters", 256, "ASPP channels.")
+F.DEFINE_list("aspp_rates", ["6", "12", "18"], "ASPP dilation rates.")
+F.DEFINE_enum("pnet_init", "backbone", ["backbone", "lnet"], "P-Net encoder start: --weights, or the trained L-Net's encoder.")
+F.DEFINE_bool("sync_bn", False, "Synchronise batch norm across replicas.")
+F.DEFINE_bool("mixed_precision", False, "mixed_float16 compute with loss scaling (both optimizers).")
+F.DEFINE_bool("xla", False, "Compile the train step with XLA.")
+F.DEFINE_bool("eval_flip", False, "Average predictions with the flipped image.")
+F.DEFINE_list("eval_scales", ["1.0"], "Input scales averaged at evaluation.")
+F.DEFINE_string("baseline_results", None, "results.json of a --mode=full run: adds ratio_to_baseline.")
 F.DEFINE_integer("diffusion_radius", 3, "Self-diffusion neighbourhood radius (working-grid pixels).")
 F.DEFINE_integer("diffusion_iterations", 20, "Self-diffusion iterations (0 switches diffusion off).")
 F.DEFINE_float("diffusion_color_scale", 20.0, "Colour affinity scale (RGB 0..255 units).")
@@ -68,6 +84,13 @@ def _crop_size(values):
     return tuple(sizes)
 
 
+def _numbers(name, kind):
+    try:
+        return tuple(kind(v) for v in FLAGS[name].value)
+    except ValueError:
+        raise UsageError(f"--{name}: {','.join(FLAGS[name].value)} is not a list of numbers") from None
+
+
 def config_from_flags():
     """Builds the library's RunConfig from the parsed flags."""
     from tss_keras.config import DiffusionConfig, RunConfig
@@ -77,10 +100,12 @@ def config_from_flags():
         color_scale=FLAGS.diffusion_color_scale, feature_scale=FLAGS.diffusion_feature_scale,
         feature_source=FLAGS.diffusion_features, working_stride=FLAGS.diffusion_stride,
         confidence=FLAGS.diffusion_confidence, cam_power=FLAGS.diffusion_cam_power)
-    names = {f.name for f in dataclasses.fields(RunConfig)} - {"diffusion", "crop_size", "stages"}
-    values = {name: FLAGS[name].value for name in names}
-    return RunConfig(crop_size=_crop_size(FLAGS.crop_size), stages=tuple(FLAGS.stages),
-                     diffusion=diffusion, **values)
+    parsed = {"diffusion": diffusion, "crop_size": _crop_size(FLAGS.crop_size),
+              "stages": tuple(FLAGS.stages),
+              "aspp_rates": _numbers("aspp_rates", int), "eval_scales": _numbers("eval_scales", float)}
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(RunConfig)
+              if f.name not in parsed}
+    return RunConfig(**parsed, **values)
 
 
 def main(argv):

@@ -54,6 +54,22 @@ class RunConfig:
     seed: int = 0
     stages: Tuple[str, ...] = ("data", "lnet", "transfer", "pnet", "eval")
     overwrite: bool = False
+    mode: str = "ts3"
+    lambda_adv: float = 0.01
+    weak_weight: float = 1.0
+    lambda_semi: float = 0.0
+    semi_threshold: float = 0.2
+    d_filters: int = 64
+    d_with_image: bool = False
+    aspp_filters: int = 256
+    aspp_rates: Tuple[int, ...] = (6, 12, 18)
+    pnet_init: str = "backbone"
+    sync_bn: bool = False
+    mixed_precision: bool = False
+    xla: bool = False
+    eval_flip: bool = False
+    eval_scales: Tuple[float, ...] = (1.0,)
+    baseline_results: Optional[str] = None
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
 
     @property

@@ -70,10 +70,12 @@ def _rule_for(name, rules):
     return best[1] if best else None
 
 
-def _dilate(layer, rules):
+def _dilate(layer, rules, sync_bn=False):
     """clone_function: re-creates ``layer`` with the stride/dilation rule applied."""
     rule = _rule_for(layer.name, rules)
     config = layer.get_config()
+    if sync_bn and isinstance(layer, keras.layers.BatchNormalization):
+        config["synchronized"] = True
     if rule is not None:
         stride, dilation = rule
         if stride == "pad":
@@ -89,7 +91,7 @@ def _dilate(layer, rules):
     return layer.__class__.from_config(config)
 
 
-def dilate_backbone(base, backbone, output_stride):
+def dilate_backbone(base, backbone, output_stride, sync_bn=False):
     """Returns the feature trunk of a keras.applications model at ``output_stride``.
 
     The trunk is cut at the backbone's feature layer, cloned with late strides
@@ -99,12 +101,13 @@ def dilate_backbone(base, backbone, output_stride):
         base: the keras.applications model (``include_top=False``).
         backbone: its name (``vgg16``, ``resnet50``, ``resnet101``, ``mobilenetv2``).
         output_stride: 8 or 16.
+        sync_bn: make every batch-norm layer synchronised across replicas.
     """
     _check(backbone, output_stride)
     feature_layer, rules_for = _SPECS[backbone][2], _SPECS[backbone][3]
     trunk = keras.Model(base.input, base.get_layer(feature_layer).output)
     rules = rules_for(output_stride)
-    dilated = keras.models.clone_model(trunk, clone_function=lambda layer: _dilate(layer, rules))
+    dilated = keras.models.clone_model(trunk, clone_function=lambda layer: _dilate(layer, rules, sync_bn))
     dilated.set_weights(trunk.get_weights())
     return dilated
 
@@ -121,7 +124,7 @@ def _load_backbone(backbone, weights):
         raise
 
 
-def _tiny_encoder(output_stride, width=32):
+def _tiny_encoder(output_stride, width=32, sync_bn=False):
     """A small conv net for tests and the CPU demo (5 conv stages)."""
     inputs = keras.Input((None, None, 3), name="image")
     x = Preprocess("torch", name="preprocess")(inputs)
@@ -134,16 +137,16 @@ def _tiny_encoder(output_stride, width=32):
         x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
                                 dilation_rate=dilation if stride == 1 else 1,
                                 name=f"stage{i}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"stage{i}_bn")(x)
+        x = keras.layers.BatchNormalization(synchronized=sync_bn, name=f"stage{i}_bn")(x)
         x = keras.layers.ReLU(name=f"stage{i}_relu")(x)
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                 dilation_rate=dilation, name=f"stage{i}_conv2")(x)
-        x = keras.layers.BatchNormalization(name=f"stage{i}_bn2")(x)
+        x = keras.layers.BatchNormalization(synchronized=sync_bn, name=f"stage{i}_bn2")(x)
         x = keras.layers.ReLU(name=f"stage{i}_relu2")(x)
     return keras.Model(inputs, x, name=f"tiny_os{output_stride}")
 
 
-def build_encoder(backbone="resnet50", output_stride=16, weights=None):
+def build_encoder(backbone="resnet50", output_stride=16, weights=None, sync_bn=False):
     """Builds the shared encoder: RGB 0..255 [B, H, W, 3] -> features at output_stride.
 
     Args:
@@ -153,6 +156,8 @@ def build_encoder(backbone="resnet50", output_stride=16, weights=None):
         weights: None, ``"imagenet"`` (downloads), or a weights file path
             (the keras.applications ``notop`` file of the backbone, or, for
             ``tiny``, a file saved with ``save_weights``).
+        sync_bn: synchronise batch-norm statistics across replicas (exact
+            multi-replica training; slower).
 
     Example:
         >>> encoder = build_encoder("mobilenetv2", 16)
@@ -161,7 +166,7 @@ def build_encoder(backbone="resnet50", output_stride=16, weights=None):
     """
     _check(backbone, output_stride)
     if backbone == "tiny":
-        encoder = _tiny_encoder(output_stride)
+        encoder = _tiny_encoder(output_stride, sync_bn=sync_bn)
         if weights == "imagenet":
             raise UsageError("--weights: the tiny backbone has no imagenet weights")
         if weights:
@@ -173,7 +178,7 @@ def build_encoder(backbone="resnet50", output_stride=16, weights=None):
                 raise UsageError(f"--weights: {weights} does not fit backbone tiny ({e})") from None
         return encoder
     mode = _SPECS[backbone][1]
-    dilated = dilate_backbone(_load_backbone(backbone, weights), backbone, output_stride)
+    dilated = dilate_backbone(_load_backbone(backbone, weights), backbone, output_stride, sync_bn)
     inputs = keras.Input((None, None, 3), name="image")
     features = dilated(Preprocess(mode, name="preprocess")(inputs))
     return keras.Model(inputs, features, name=f"{backbone}_os{output_stride}")

@@ -72,13 +72,15 @@ class ASPP(keras.layers.Layer):
         filters: channels of each branch and of the output.
         rates: dilation rates of the 3x3 branches.
         dropout: dropout rate after the projection.
+        sync_bn: synchronise batch-norm statistics across replicas.
     """
 
-    def __init__(self, filters=256, rates=(6, 12, 18), dropout=0.1, **kwargs):
+    def __init__(self, filters=256, rates=(6, 12, 18), dropout=0.1, sync_bn=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.rates = tuple(rates)
         self.dropout = dropout
+        self.sync_bn = sync_bn
         self.branches = [self._conv_bn(1, 1, "b0")] + [
             self._conv_bn(3, rate, f"b{i + 1}") for i, rate in enumerate(self.rates)]
         self.pool_conv = self._conv_bn(1, 1, "pool")
@@ -89,7 +91,7 @@ class ASPP(keras.layers.Layer):
         return keras.Sequential([
             keras.layers.Conv2D(self.filters, kernel, padding="same", dilation_rate=rate,
                                 use_bias=False, name=f"{name}_conv"),
-            keras.layers.BatchNormalization(name=f"{name}_bn"),
+            keras.layers.BatchNormalization(synchronized=self.sync_bn, name=f"{name}_bn"),
             keras.layers.ReLU(name=f"{name}_relu"),
         ], name=name)
 
@@ -113,7 +115,7 @@ class ASPP(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "rates": list(self.rates),
-                "dropout": self.dropout}
+                "dropout": self.dropout, "sync_bn": self.sync_bn}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -124,18 +126,20 @@ class ConvHead(keras.layers.Layer):
         outputs: output channels (logits).
         hidden: channels of the 3x3 layer; 0 gives a plain 1x1 head.
         use_bias: bias on the final 1x1 conv.
+        sync_bn: synchronise batch-norm statistics across replicas.
     """
 
-    def __init__(self, outputs, hidden=0, use_bias=True, **kwargs):
+    def __init__(self, outputs, hidden=0, use_bias=True, sync_bn=False, **kwargs):
         super().__init__(**kwargs)
         self.outputs = outputs
         self.hidden = hidden
         self.use_bias = use_bias
+        self.sync_bn = sync_bn
         self.hidden_layers = []
         if hidden:
             self.hidden_layers = [
                 keras.layers.Conv2D(hidden, 3, padding="same", use_bias=False, name="hidden_conv"),
-                keras.layers.BatchNormalization(name="hidden_bn"),
+                keras.layers.BatchNormalization(synchronized=sync_bn, name="hidden_bn"),
                 keras.layers.ReLU(name="hidden_relu"),
             ]
         self.classifier = keras.layers.Conv2D(outputs, 1, use_bias=use_bias, name="logits")
@@ -159,7 +163,7 @@ class ConvHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "outputs": self.outputs, "hidden": self.hidden,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, "sync_bn": self.sync_bn}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -58,6 +58,11 @@ class CheckpointEveryEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.on_train_batch_end(0, logs)
+        for variable in self.model.trainable_variables:
+            if not bool(tf.reduce_all(tf.math.is_finite(variable))):
+                raise NonFiniteLossError(
+                    f"weights became non-finite in training ({variable.path}); stopped. The last "
+                    f"good checkpoint is kept in {self.checkpoints.directory}")
         self.checkpoints.save((epoch + 1) * self.steps_per_epoch)
         self.last_good_epoch = epoch
 

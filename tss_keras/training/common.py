@@ -61,6 +61,15 @@ def fit_with_checkpoints(trainer, dataset, total_steps, checkpoint_every, stage_
     return int(trainer.optimizer.iterations.numpy())
 
 
+def save_model_atomically(model, path):
+    """Saves a ``.keras`` file via a temporary name, so no half file is ever at ``path``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path[:-len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def seed_everything(seed):
     keras.utils.set_random_seed(seed)
     tf.random.set_seed(seed)

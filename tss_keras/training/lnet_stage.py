@@ -10,7 +10,8 @@ from tss_keras.data.voc import load_split
 from tss_keras.models.encoder import build_encoder
 from tss_keras.models.lnet import build_lnet
 from tss_keras.training.common import (fit_with_checkpoints, load_training_data,
-                                       make_optimizer, seed_everything)
+                                       make_optimizer, save_model_atomically,
+                                       seed_everything)
 from tss_keras.training.lnet_model import LNetTrainer
 from tss_keras.training.summaries import LNetImages, sample_images
 
@@ -67,8 +68,4 @@ def train_lnet(config, strategy):
     images = LNetImages(lnet, sample_images(label_ds), log_dir + "/images")
     fit_with_checkpoints(trainer, dataset, config.lnet_steps, config.checkpoint_every, stage_dir,
                          log_dir, {"model": lnet, "optimizer": optimizer}, [images])
-    path = lnet_path(config.model_dir)
-    tmp = path[:-len(".keras")] + ".tmp.keras"
-    lnet.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_model_atomically(lnet, lnet_path(config.model_dir))

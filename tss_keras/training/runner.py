@@ -13,7 +13,9 @@ from tss_keras.data.inspect import inspect_split
 from tss_keras.data.class_names import load_class_names
 from tss_keras.errors import UsageError
 from tss_keras.training.distribute import make_strategy
+from tss_keras.evaluation.eval_stage import evaluate_run, results_path
 from tss_keras.training.lnet_stage import lnet_path, train_lnet
+from tss_keras.training.pnet_stage import pnet_path, train_pnet
 
 
 def _data_stage(config):
@@ -58,6 +60,8 @@ def _stage_outputs(config):
         "data": os.path.join(config.model_dir, "data_summary.json"),
         "lnet": lnet_path(config.model_dir),
         "transfer": os.path.join(config.model_dir, "pseudo_labels.json"),
+        "pnet": pnet_path(config.model_dir),
+        "eval": results_path(config.model_dir),
     }
 
 
@@ -66,6 +70,8 @@ def _clear(config, stage):
         shutil.rmtree(os.path.join(config.model_dir, "lnet"), ignore_errors=True)
     elif stage == "transfer":
         shutil.rmtree(os.path.join(config.model_dir, "pseudo_labels"), ignore_errors=True)
+    elif stage == "pnet":
+        shutil.rmtree(os.path.join(config.model_dir, "pnet"), ignore_errors=True)
     output = _stage_outputs(config).get(stage)
     if output and os.path.isfile(output):
         os.remove(output)
@@ -80,7 +86,13 @@ def run_stages(config, strategy=None):
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
         raise UsageError(f"--stages: unknown stage(s) {unknown} (choose from {', '.join(STAGES)})")
-    runners = {"data": _data_stage, "lnet": None, "transfer": _transfer_stage}
+    runners = {
+        "data": lambda: _data_stage(config),
+        "lnet": lambda: train_lnet(config, strategy),
+        "transfer": lambda: _transfer_stage(config),
+        "pnet": lambda: train_pnet(config, strategy),
+        "eval": lambda: evaluate_run(config, strategy, pnet_path(config.model_dir)),
+    }
     missing = [s for s in config.stages if s not in runners]
     if missing:
         raise UsageError(f"--stages: {missing} not available in this version "
@@ -100,5 +112,5 @@ def run_stages(config, strategy=None):
             outputs[stage] = output
             continue
         print(f"== Stage {stage}")
-        outputs[stage] = train_lnet(config, strategy) if stage == "lnet" else runners[stage](config)
+        outputs[stage] = runners[stage]()
     return outputs
