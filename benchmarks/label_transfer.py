@@ -94,7 +94,9 @@ def main():
                                              color_scale=config.color_scale,
                                              feature_scale=config.feature_scale,
                                              feature_source=config.feature_source,
-                                             working_stride=config.working_stride)
+                                             working_stride=config.working_stride,
+                                             cam_power=config.cam_power,
+                                             cam_weight=config.cam_weight)
                 pred = dif.scores_to_labels(scores, labels, config.confidence)
             pred = pred.numpy()[0]
             void[variant] += int((pred == 255).sum())

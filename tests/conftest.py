@@ -47,3 +47,30 @@ def run_module(module, *args, timeout=600):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_flags(data_dir, model_dir, *extra):
+    """Flags of a small, fast trainers.run job on the embedded set (later flags win)."""
+    return [f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+            f"--class_names_file={data_dir}/class_names.txt", f"--strong_classes={STRONG}",
+            "--backbone=tiny", "--output_stride=16", "--crop_size=48", "--batch_size=4",
+            "--optimizer=adam", "--diffusion_iterations=3", "--aspp_filters=16",
+            "--aspp_rates=1,2", "--d_filters=8", "--lnet_steps=4", "--pnet_steps=4",
+            "--checkpoint_every=2", "--stages=data,lnet,transfer", *extra]
+
+
+@pytest.fixture(scope="session")
+def transferred(synth_dir, tmp_path_factory):
+    """A model_dir after the data, lnet and transfer stages (read-only for tests)."""
+    model_dir = str(tmp_path_factory.mktemp("run"))
+    result = run_module("trainers.run", *run_flags(synth_dir, model_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, result
+
+
+@pytest.fixture
+def transferred_copy(transferred, tmp_path):
+    """A private copy of the transferred run that a test may extend or damage."""
+    target = str(tmp_path / "run")
+    shutil.copytree(transferred[0], target)
+    return target

@@ -11,23 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, STRONG, run_module
-
-
-def _flags(data_dir, model_dir, *extra):
-    return [f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-            f"--class_names_file={data_dir}/class_names.txt", f"--strong_classes={STRONG}",
-            "--backbone=tiny", "--output_stride=16", "--crop_size=48", "--batch_size=4",
-            "--optimizer=adam", "--diffusion_iterations=3", *extra]
-
-
-@pytest.fixture(scope="module")
-def transferred(synth_dir, tmp_path_factory):
-    model_dir = str(tmp_path_factory.mktemp("run"))
-    result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--lnet_steps=4",
-                                                "--checkpoint_every=2"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return model_dir, result
+from conftest import ROOT, STRONG, run_flags as _flags, run_module
 
 
 def test_pseudo_label_files(transferred, synth_dir, class_names):
@@ -51,8 +35,8 @@ def test_pseudo_label_files(transferred, synth_dir, class_names):
     assert "pseudo_labels" in result.stdout
 
 
-def test_rerun_skips_finished_stages_and_files(transferred, synth_dir):
-    model_dir, _ = transferred
+def test_rerun_skips_finished_stages_and_files(transferred_copy, synth_dir):
+    model_dir = transferred_copy
     result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--lnet_steps=4",
                                                 "--stages=transfer"))
     assert result.returncode == 0

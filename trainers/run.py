@@ -68,6 +68,7 @@ F.DEFINE_enum("diffusion_features", "both", ["color", "features", "both"], "Affi
 F.DEFINE_integer("diffusion_stride", 4, "Working resolution: image size / this.")
 F.DEFINE_float("diffusion_confidence", 0.5, "Pixels whose winning score is lower become void.")
 F.DEFINE_float("diffusion_cam_power", 1.0, "Exponent on normalised CAMs before diffusion.")
+F.DEFINE_float("diffusion_cam_weight", 1.0, "How much CAM evidence adds to the agnostic foreground (0: agnostic map alone).")
 F.mark_flags_as_required(["data_dir", "model_dir"])
 FLAGS = F.FLAGS
 
@@ -99,7 +100,8 @@ def config_from_flags():
         radius=FLAGS.diffusion_radius, iterations=FLAGS.diffusion_iterations,
         color_scale=FLAGS.diffusion_color_scale, feature_scale=FLAGS.diffusion_feature_scale,
         feature_source=FLAGS.diffusion_features, working_stride=FLAGS.diffusion_stride,
-        confidence=FLAGS.diffusion_confidence, cam_power=FLAGS.diffusion_cam_power)
+        confidence=FLAGS.diffusion_confidence, cam_power=FLAGS.diffusion_cam_power,
+        cam_weight=FLAGS.diffusion_cam_weight)
     parsed = {"diffusion": diffusion, "crop_size": _crop_size(FLAGS.crop_size),
               "stages": tuple(FLAGS.stages),
               "aspp_rates": _numbers("aspp_rates", int), "eval_scales": _numbers("eval_scales", float)}

@@ -18,6 +18,7 @@ class DiffusionConfig:
     working_stride: int = 4
     confidence: float = 0.5
     cam_power: float = 1.0
+    cam_weight: float = 1.0
 
 
 @dataclasses.dataclass

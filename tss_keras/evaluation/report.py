@@ -31,8 +31,8 @@ def build_results(confusion, class_names, class_split, num_images):
     }
 
 
-def add_baseline_ratio(results, baseline_path):
-    """Adds ``ratio_to_baseline`` from another run's results.json (same class list)."""
+def read_baseline(baseline_path, class_names):
+    """Reads a baseline results.json and checks that its class list is ``class_names``."""
     try:
         with open(baseline_path, encoding="utf-8") as f:
             baseline = json.load(f)
@@ -40,9 +40,15 @@ def add_baseline_ratio(results, baseline_path):
         raise DataError(f"{baseline_path}: --baseline_results file not found") from None
     except (OSError, ValueError) as e:
         raise DataError(f"{baseline_path}: --baseline_results is not a results.json ({e})") from None
-    if baseline.get("class_names") != results["class_names"]:
+    if baseline.get("class_names") != list(class_names):
         raise DataError(f"{baseline_path}: --baseline_results has another class list "
                         f"({baseline.get('class_names')})")
+    return baseline
+
+
+def add_baseline_ratio(results, baseline_path):
+    """Adds ``ratio_to_baseline`` from another run's results.json (same class list)."""
+    baseline = read_baseline(baseline_path, results["class_names"])
 
     def ratio(key):
         if results.get(key) is None or not baseline.get(key):

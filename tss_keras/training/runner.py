@@ -14,6 +14,7 @@ from tss_keras.data.class_names import load_class_names
 from tss_keras.errors import UsageError
 from tss_keras.training.distribute import make_strategy
 from tss_keras.evaluation.eval_stage import evaluate_run, results_path
+from tss_keras.evaluation.report import read_baseline
 from tss_keras.training.lnet_stage import lnet_path, train_lnet
 from tss_keras.training.pnet_stage import pnet_path, train_pnet
 
@@ -97,6 +98,9 @@ def run_stages(config, strategy=None):
     if missing:
         raise UsageError(f"--stages: {missing} not available in this version "
                          f"(available: {', '.join(runners)})")
+    if config.baseline_results and "eval" in config.stages:
+        # Fail now, not after training.
+        read_baseline(config.baseline_results, load_class_names(config.class_names_file))
     os.makedirs(config.model_dir, exist_ok=True)
     if strategy is None:
         strategy = make_strategy(config.strategy, config.num_gpus, config.cpu_replicas)

@@ -4,8 +4,11 @@
 downsampled grid. Affinity between a pixel and each neighbour within
 ``radius`` is ``exp(-|dc|^2 / 2 sc^2) * exp(-|df|^2 / 2 sf^2)`` over colour
 and/or L-Net features; ``P = D^-1 W``; ``S_{t+1} = P S_t`` for
-``iterations`` steps. Two things diffuse: the foreground probability M and
-the class seeds ``M * A_k`` of the image's labels. The final scores are
+``iterations`` steps. Foreground evidence joins the agnostic map M and the
+CAMs A_k (normalised to max 1) of the image's labels as a probabilistic OR,
+``F = 1 - (1 - M)(1 - w max_k A_k)`` with ``w = cam_weight``, so an object
+the agnostic head misses can still be found by its class's CAM. Two things
+diffuse: F and the class seeds ``F * A_k``. The final scores are
 ``1 - M'`` for background and ``M' * A'_k / sum_j A'_j`` for each label k;
 a pixel takes the argmax, and becomes void (255) when the winning score is
 below ``confidence``. Classes outside the image's labels never score.
@@ -74,7 +77,7 @@ def normalized_cams(cams, labels, power=1.0):
 
 def transfer_scores(images, foreground, cams, labels, features=None, radius=3, iterations=20,
                     color_scale=20.0, feature_scale=0.5, feature_source="both",
-                    working_stride=4, cam_power=1.0):
+                    working_stride=4, cam_power=1.0, cam_weight=1.0):
     """Class scores [B, H, W, K+1] (background first) at the input size.
 
     Args:
@@ -85,7 +88,7 @@ def transfer_scores(images, foreground, cams, labels, features=None, radius=3, i
         features: L-Net features [B, h', w', C], needed unless
             ``feature_source == "color"``.
         radius, iterations, color_scale, feature_scale, feature_source,
-        working_stride, cam_power: see the module docstring.
+        working_stride, cam_power, cam_weight: see the module docstring.
     """
     if feature_source not in ("color", "features", "both"):
         raise UsageError(f"--diffusion_features: {feature_source!r} is not color, features or both")
@@ -93,6 +96,9 @@ def transfer_scores(images, foreground, cams, labels, features=None, radius=3, i
     work = tf.maximum(size // working_stride, 1)
     fg = tf.image.resize(tf.cast(foreground, tf.float32), work, method="area")
     seeds = tf.image.resize(normalized_cams(cams, labels, cam_power), work, method="bilinear")
+    if cam_weight:
+        cam_evidence = tf.reduce_max(seeds, axis=-1, keepdims=True) * cam_weight
+        fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
     seeds = seeds * fg
     if iterations > 0:
         guides, scales = [], []

@@ -38,7 +38,8 @@ class LabelTransfer:
                                  outputs["features"], radius=d.radius, iterations=d.iterations,
                                  color_scale=d.color_scale, feature_scale=d.feature_scale,
                                  feature_source=d.feature_source,
-                                 working_stride=d.working_stride, cam_power=d.cam_power)
+                                 working_stride=d.working_stride, cam_power=d.cam_power,
+                                 cam_weight=d.cam_weight)
         return scores_to_labels(scores, labels, d.confidence)
 
     def __call__(self, images, labels):

@@ -1,0 +1,113 @@
+"""The pnet and eval stages through `python -m trainers.run`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, run_flags, run_module
+
+
+def _run(synth_dir, model_dir, *extra):
+    return run_module("trainers.run", *run_flags(synth_dir, model_dir, *extra))
+
+
+def test_ts3_and_full_runs_with_results_and_ratio(transferred_copy, synth_dir, tmp_path,
+                                                  class_names):
+    full_dir = str(tmp_path / "full")
+    full = _run(synth_dir, full_dir, "--mode=full", "--stages=data,pnet,eval")
+    assert full.returncode == 0, full.stderr[-3000:]
+    baseline = os.path.join(full_dir, "eval", "results.json")
+    ts3 = _run(synth_dir, transferred_copy, "--stages=pnet,eval", f"--baseline_results={baseline}",
+               "--lambda_semi=0.1", "--eval_flip")
+    assert ts3.returncode == 0, ts3.stderr[-3000:]
+    results = json.load(open(os.path.join(transferred_copy, "eval", "results.json")))
+    for key in ("miou", "miou_strong", "miou_weak", "pixel_accuracy", "per_class_iou",
+                "num_images", "ratio_to_baseline"):
+        assert key in results
+    assert list(results["per_class_iou"]) == list(class_names)
+    assert results["num_images"] == 6
+    assert set(results["ratio_to_baseline"]) == {"miou", "miou_strong", "miou_weak"}
+    assert "mIoU" in ts3.stdout and "ratio to baseline" in ts3.stdout
+    assert os.path.isfile(os.path.join(transferred_copy, "pnet", "discriminator.keras"))
+    flags_text = open(os.path.join(transferred_copy, "flags.txt")).read()
+    assert "--baseline_results=" in flags_text and "--stages=pnet,eval" in flags_text
+
+
+def test_resume_after_killed_pnet_run(transferred_copy, synth_dir):
+    args = run_flags(synth_dir, transferred_copy, "--stages=pnet", "--pnet_steps=400")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "trainers.run", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint_dir = os.path.join(transferred_copy, "pnet", "checkpoints")
+    deadline = time.time() + 240
+    while time.time() < deadline and not tf.train.latest_checkpoint(checkpoint_dir):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    assert latest, "no checkpoint before the kill"
+    step = int(latest.rsplit("-", 1)[1])
+    result = _run(synth_dir, transferred_copy, "--stages=pnet", f"--pnet_steps={step + 2}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from step {step}" in result.stdout
+    assert os.path.isfile(os.path.join(transferred_copy, "pnet", "pnet.keras"))
+
+
+def test_nan_stops_training_and_keeps_last_good_checkpoint(transferred_copy, synth_dir):
+    result = _run(synth_dir, transferred_copy, "--stages=pnet", "--pnet_steps=50",
+                  "--checkpoint_every=1", "--pnet_lr=1e30", "--optimizer=sgd")
+    assert result.returncode != 0
+    error = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert error and ("became nan" in error[0] or "non-finite" in error[0]), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(os.path.join(transferred_copy, "pnet", "pnet.keras"))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+        os.path.join(transferred_copy, "pnet", "checkpoints")))
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if hasattr(value, "dtype") and value.dtype.kind == "f":
+            assert (abs(value) < float("inf")).all(), name
+
+
+def _error_line(result):
+    lines = [l for l in result.stderr.strip().splitlines() if l.startswith(("error:", "FATAL"))]
+    return lines[-1] if lines else result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--stages=pnet"], "no pseudo-labels for"),
+    (["--stages=pnet", "--strong_classes=all"], "--mode=ts3 has no weak class"),
+    (["--stages=eval"], "no trained P-Net; run the pnet stage first"),
+])
+def test_pnet_bad_input(synth_dir, tmp_path, extra, message):
+    result = _run(synth_dir, str(tmp_path / "run"), *extra)
+    assert result.returncode != 0
+    assert message in _error_line(result)
+    assert "Traceback" not in result.stderr
+
+
+def test_baseline_file_errors(transferred_copy, synth_dir, tmp_path):
+    missing = str(tmp_path / "nope.json")
+    result = _run(synth_dir, transferred_copy, "--stages=pnet,eval",
+                  f"--baseline_results={missing}")
+    assert result.returncode != 0 and f"{missing}: --baseline_results file not found" in _error_line(result)
+    assert "P-Net (" not in result.stdout  # checked before training starts
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"class_names": ["background", "cat"], "miou": 0.5}))
+    result = _run(synth_dir, transferred_copy, "--stages=eval", f"--baseline_results={other}")
+    assert result.returncode != 0 and "another class list" in _error_line(result)
+
+
+def test_unknown_flag_in_flag_file(tmp_path):
+    flagfile = tmp_path / "bad.flags"
+    flagfile.write_text("--data_dir=x\n--model_dir=y\n--learning_rat=0.1\n")
+    result = run_module("trainers.run", f"--flagfile={flagfile}")
+    assert result.returncode != 0
+    assert "learning_rat" in result.stderr
+    assert "Traceback" not in result.stderr
