@@ -172,3 +172,21 @@ def test_loader_raises_dataerror_directly(synth_copy, class_names):
     _missing_mask(synth_copy, _first_id(synth_copy))
     with pytest.raises(DataError, match="missing mask"):
         load_split(synth_copy, "train", class_names)
+
+
+def test_split_fallback_picks_first_existing(synth_dir, class_names):
+    from tss_keras.data.voc import resolve_split
+
+    assert resolve_split(synth_dir, "train_aug,train") == "train"
+    assert resolve_split(synth_dir, "val") == "val"
+    records, _ = load_split(synth_dir, "train_aug,train", class_names)
+    assert len(records) == 24
+
+
+def test_voc_flags_parse_as_users_type_them():
+    """voc.flags at the repository root parses with trainers.run's flags."""
+    result = run_module("trainers.run", "--flagfile=voc.flags", "--data_dir=/nonexistent/VOC2012",
+                        "--model_dir=/tmp/tss_voc_flags_check", "--stages=data")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: /nonexistent/VOC2012: data directory does not exist")

@@ -36,6 +36,10 @@ def device_setup():
 
 if "tensorflow" not in sys.modules:
     with device_setup():
-        import tensorflow  # noqa: F401
+        import tensorflow
         import keras  # noqa: F401
         import tss_keras  # noqa: F401
+    from absl import logging as _absl_logging
+
+    _absl_logging.set_verbosity(_absl_logging.WARNING)
+    tensorflow.get_logger().setLevel("ERROR")

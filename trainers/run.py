@@ -60,6 +60,10 @@ F.DEFINE_bool("xla", False, "Compile the train step with XLA.")
 F.DEFINE_bool("eval_flip", False, "Average predictions with the flipped image.")
 F.DEFINE_list("eval_scales", ["1.0"], "Input scales averaged at evaluation.")
 F.DEFINE_string("baseline_results", None, "results.json of a --mode=full run: adds ratio_to_baseline.")
+F.DEFINE_string("export_dir", None, "export stage: TF Serving base path (default <model_dir>/export).")
+F.DEFINE_string("model_name", "ts3", "export stage: TF Serving model name.")
+F.DEFINE_list("export_formats", ["saved_model", "tflite", "keras"], "export stage: artifacts to write.")
+F.DEFINE_list("tflite_quantization", ["none", "fp16", "int8"], "export stage: TFLite variants.")
 F.DEFINE_integer("diffusion_radius", 3, "Self-diffusion neighbourhood radius (working-grid pixels).")
 F.DEFINE_integer("diffusion_iterations", 20, "Self-diffusion iterations (0 switches diffusion off).")
 F.DEFINE_float("diffusion_color_scale", 20.0, "Colour affinity scale (RGB 0..255 units).")
@@ -103,7 +107,8 @@ def config_from_flags():
         confidence=FLAGS.diffusion_confidence, cam_power=FLAGS.diffusion_cam_power,
         cam_weight=FLAGS.diffusion_cam_weight)
     parsed = {"diffusion": diffusion, "crop_size": _crop_size(FLAGS.crop_size),
-              "stages": tuple(FLAGS.stages),
+              "stages": tuple(FLAGS.stages), "export_formats": tuple(FLAGS.export_formats),
+              "tflite_quantization": tuple(FLAGS.tflite_quantization),
               "aspp_rates": _numbers("aspp_rates", int), "eval_scales": _numbers("eval_scales", float)}
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(RunConfig)
               if f.name not in parsed}

@@ -71,6 +71,10 @@ class RunConfig:
     eval_flip: bool = False
     eval_scales: Tuple[float, ...] = (1.0,)
     baseline_results: Optional[str] = None
+    export_dir: Optional[str] = None
+    model_name: str = "ts3"
+    export_formats: Tuple[str, ...] = ("saved_model", "tflite", "keras")
+    tflite_quantization: Tuple[str, ...] = ("none", "fp16", "int8")
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
 
     @property

@@ -56,11 +56,24 @@ def label_list_path(data_dir, split):
     return os.path.join(data_dir, "ImageSets", "Segmentation", f"{split}_labels.txt")
 
 
+def resolve_split(data_dir, split):
+    """Picks the first existing split of a comma-separated list (``train_aug,train``).
+
+    This lets one flag file use SBD's ``train_aug`` list when it is there and
+    VOC's ``train`` otherwise. A single name is returned as it is.
+    """
+    candidates = [s.strip() for s in split.split(",") if s.strip()]
+    for candidate in candidates:
+        if os.path.isfile(split_list_path(data_dir, candidate)):
+            return candidate
+    return candidates[-1] if candidates else split
+
+
 def read_split_ids(data_dir, split):
     """Returns the image ids listed in ``ImageSets/Segmentation/<split>.txt``."""
-    path = split_list_path(data_dir, split)
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: data directory does not exist")
+    path = split_list_path(data_dir, split)
     if not os.path.isfile(path):
         raise DataError(f"{path}: split list not found (split {split!r})")
     with open(path, encoding="utf-8") as f:
@@ -206,7 +219,8 @@ def load_split(data_dir, split, class_names, skip_bad=False, verify_images=False
 
     Args:
         data_dir: the VOC-layout root.
-        split: the split name (``ImageSets/Segmentation/<split>.txt``).
+        split: the split name (``ImageSets/Segmentation/<split>.txt``), or
+            comma-separated names of which the first existing is used.
         class_names: the class-name list.
         skip_bad: if True, bad files are skipped and returned; otherwise the
             first one raises DataError.
@@ -218,6 +232,7 @@ def load_split(data_dir, split, class_names, skip_bad=False, verify_images=False
         (records, bad_files): records in list order, and a list of
         ``{"file": ..., "error": ...}`` for skipped files.
     """
+    split = resolve_split(data_dir, split)
     ids = read_split_ids(data_dir, split)
     labels_path = label_list_path(data_dir, split)
     listed = read_label_list(labels_path, class_names) if os.path.isfile(labels_path) else {}

@@ -2,6 +2,7 @@
 
 import math
 import os
+import sys
 
 import keras
 import tensorflow as tf
@@ -57,7 +58,9 @@ def fit_with_checkpoints(trainer, dataset, total_steps, checkpoint_every, stage_
                                                  write_graph=False),
                      *extra_callbacks]
         trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=1, shuffle=False)
+                    initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
+                    # a live bar on a terminal; one line per checkpoint in logs
+                    verbose=1 if sys.stdout.isatty() else 2)
     return int(trainer.optimizer.iterations.numpy())
 
 

@@ -1,5 +1,6 @@
 """Runs the stages of a TS3 run in order; finished stages are skipped."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -56,6 +57,20 @@ def _transfer_stage(config):
     return pseudo_label_dir(config.model_dir)
 
 
+def export_dir(config):
+    return config.export_dir or os.path.join(config.model_dir, "export")
+
+
+def _export_stage(config):
+    from tss_keras.exporting.exporter import export_run
+
+    report = export_run(config.model_dir, export_dir(config), config.model_name,
+                        formats=config.export_formats,
+                        quantizations=config.tflite_quantization)
+    print(f"Exported version {report['version']} -> {report['saved_model']}")
+    return report["saved_model"] or report["artifacts_dir"]
+
+
 def _stage_outputs(config):
     return {
         "data": os.path.join(config.model_dir, "data_summary.json"),
@@ -63,6 +78,7 @@ def _stage_outputs(config):
         "transfer": os.path.join(config.model_dir, "pseudo_labels.json"),
         "pnet": pnet_path(config.model_dir),
         "eval": results_path(config.model_dir),
+        "export": None,  # every run of the stage writes a new version
     }
 
 
@@ -93,6 +109,7 @@ def run_stages(config, strategy=None):
         "transfer": lambda: _transfer_stage(config),
         "pnet": lambda: train_pnet(config, strategy),
         "eval": lambda: evaluate_run(config, strategy, pnet_path(config.model_dir)),
+        "export": lambda: _export_stage(config),
     }
     missing = [s for s in config.stages if s not in runners]
     if missing:
@@ -102,6 +119,12 @@ def run_stages(config, strategy=None):
         # Fail now, not after training.
         read_baseline(config.baseline_results, load_class_names(config.class_names_file))
     os.makedirs(config.model_dir, exist_ok=True)
+    with open(os.path.join(config.model_dir, "run_config.json"), "w") as f:
+        saved = dataclasses.asdict(config)
+        for key in ("data_dir", "model_dir", "class_names_file", "agnostic_data_dir"):
+            if saved[key]:  # absolute, so export works from any directory
+                saved[key] = os.path.abspath(saved[key])
+        json.dump(saved, f, indent=2)
     if strategy is None:
         strategy = make_strategy(config.strategy, config.num_gpus, config.cpu_replicas)
     outputs = {}
@@ -111,7 +134,7 @@ def run_stages(config, strategy=None):
         output = _stage_outputs(config)[stage]
         if config.overwrite:
             _clear(config, stage)
-        elif stage != "data" and os.path.isfile(output):
+        elif output and os.path.isfile(output):
             print(f"Stage {stage}: done already ({output}); --overwrite to redo")
             outputs[stage] = output
             continue
