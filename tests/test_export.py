@@ -85,10 +85,12 @@ def test_saved_model_cli_run_on_a_real_jpeg(exported, synth_dir, tmp_path):
     jpeg = os.path.join(synth_dir, "JPEGImages", image_id + ".jpg")
     width, height = Image.open(jpeg).size
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    inputs = tmp_path / "image_bytes.npy"
+    np.save(inputs, np.array([open(jpeg, "rb").read()], dtype=object), allow_pickle=True)
     result = subprocess.run(
         [cli, "run", "--dir", version, "--tag_set", "serve", "--signature_def", "serving_default",
-         "--input_exprs", f"image_bytes=[open({jpeg!r}, 'rb').read()]",
-         "--outdir", str(tmp_path), "--overwrite"], capture_output=True, text=True, env=CHECK_ENV)
+         "--inputs", f"image_bytes={inputs}", "--outdir", str(tmp_path), "--overwrite"],
+        capture_output=True, text=True, env=CHECK_ENV)
     assert result.returncode == 0, result.stderr[-2000:]
     classes = np.load(tmp_path / "classes.npy")
     assert classes.shape == (1, height, width)
@@ -211,3 +213,12 @@ def test_segment_bad_inputs(tmp_path):
     result = run_module("trainers.segment", f"--model={tmp_path}/missing.keras",
                         f"--input={tmp_path}/broken.jpg", f"--output_dir={tmp_path}/o")
     assert result.returncode != 0 and "--model does not exist" in result.stderr
+
+
+def test_segment_unreadable_image_is_one_line(exported, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"nope")
+    model = os.path.join(exported[0], "ts3", "artifacts_1", "pnet.keras")
+    result = run_module("trainers.segment", f"--model={model}", f"--input={tmp_path}/broken.jpg",
+                        f"--output_dir={tmp_path}/o")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}/broken.jpg: not a readable image"

@@ -20,6 +20,8 @@ class Predictor:
 
     def __init__(self, path):
         self.path = path
+        if not os.path.exists(path):
+            raise DataError(f"{path}: --model does not exist")
         if os.path.isdir(path):
             if not os.path.isfile(os.path.join(path, "saved_model.pb")):
                 raise DataError(f"{path}: --model is a folder without saved_model.pb")
@@ -31,8 +33,6 @@ class Predictor:
         elif path.endswith(".tflite"):
             self.kind = "tflite"
             self._runner = TFLiteRunner(path)
-        elif not os.path.exists(path):
-            raise DataError(f"{path}: --model does not exist")
         else:
             raise DataError(f"{path}: --model must be a SavedModel folder, a .keras or a .tflite file")
 
