@@ -75,7 +75,7 @@ def normalized_cams(cams, labels, power=1.0):
     return cams * labels[:, None, None, :]
 
 
-def transfer_scores(images, foreground, cams, labels, features=None, radius=3, iterations=20,
+def transfer_scores(images, foreground, cams, labels, features=None, radius=7, iterations=20,
                     color_scale=20.0, feature_scale=0.5, feature_source="both",
                     working_stride=4, cam_power=1.0, cam_weight=1.0):
     """Class scores [B, H, W, K+1] (background first) at the input size.
@@ -120,7 +120,7 @@ def transfer_scores(images, foreground, cams, labels, features=None, radius=3, i
     return tf.image.resize(scores, size, method="bilinear")
 
 
-def scores_to_labels(scores, labels, confidence=0.5):
+def scores_to_labels(scores, labels, confidence=0.6):
     """Pseudo-label [B, H, W] int32: argmax over background and the image's labels.
 
     Pixels whose winning score is below ``confidence`` become void (255).
