@@ -21,6 +21,16 @@ STRONG = "disc,square,triangle"
 
 
 @pytest.fixture(scope="session")
+def two_replicas():
+    """One MirroredStrategy over the two logical CPUs, shared by all tests.
+
+    Separate strategy objects in one process reuse collective instance keys,
+    and synchronised batch norm then mixes up their all-reduces.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     """A small embedded set (read-only for tests: copy it before changing files)."""
     out = str(tmp_path_factory.mktemp("synth"))

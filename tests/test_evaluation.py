@@ -30,15 +30,14 @@ def test_miou_matches_keras_mean_iou():
     assert confusion.sum() == (truth != 255).sum()
 
 
-def test_streaming_confusion_is_the_same_on_two_replicas():
+def test_streaming_confusion_is_the_same_on_two_replicas(two_replicas):
     model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(5, 3, padding="same")])
     rng = np.random.default_rng(1)
     images = rng.uniform(0, 255, (6, 24, 24, 3)).astype(np.float32)
     masks = rng.choice([0, 1, 2, 255], (6, 24, 24, 1)).astype(np.uint8)
     dataset = tf.data.Dataset.from_tensor_slices({"image": images, "mask": masks}).batch(2)
     single = evaluate_confusion(model, dataset, 5, verbose=0)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    double = evaluate_confusion(model, dataset, 5, strategy, verbose=0)
+    double = evaluate_confusion(model, dataset, 5, two_replicas, verbose=0)
     np.testing.assert_array_equal(single, double)
     assert single.sum() == (masks != 255).sum()
     flipped = evaluate_confusion(model, dataset, 5, flip=True, scales=(0.75, 1.0), verbose=0)

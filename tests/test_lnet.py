@@ -48,8 +48,8 @@ def _batch(rng, n, num_classes, size=48):
     return {"image": images, "mask": masks}, {"image": images[::-1].copy(), "labels": labels}
 
 
-def test_one_step_with_two_replicas():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_one_step_with_two_replicas(two_replicas):
+    strategy = two_replicas
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
         lnet = build_lnet(build_encoder("tiny", 8), num_classes=4)

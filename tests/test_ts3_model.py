@@ -81,12 +81,11 @@ def test_real_maps_copy_prediction_at_void():
     np.testing.assert_allclose(real[0, 0, 1], [0.4, 0.3, 0.2, 0.1])
 
 
-def test_one_and_two_replicas_give_the_same_step():
+def test_one_and_two_replicas_give_the_same_step(two_replicas):
     data = _data(seed=5)
     results = []
     initial = None
-    for strategy in (tf.distribute.get_strategy(),
-                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    for strategy in (tf.distribute.get_strategy(), two_replicas):
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = _build(1e-2, 1e-3, sync_bn=True, optimizer="sgd")
