@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from conftest import ROOT, STRONG, run_flags as _flags, run_module
@@ -32,6 +33,14 @@ def test_pseudo_label_files(transferred, synth_dir, class_names):
     assert summary["num_images"] == len(weak) and summary["written"] == len(weak)
     assert os.path.isfile(os.path.join(model_dir, "flags.txt"))
     assert os.listdir(os.path.join(model_dir, "logs", "lnet"))
+    tags = set()
+    for root, _, files in os.walk(os.path.join(model_dir, "logs")):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                tags.update(v.tag for v in event.summary.value)
+    assert {"lnet/image", "lnet/agnostic", "lnet/top_cam"} <= tags
+    assert any(t.startswith("transfer/") for t in tags)
+    assert any("loss" in t for t in tags)
     assert "pseudo_labels" in result.stdout
 
 
@@ -65,7 +74,6 @@ def test_resume_after_killed_lnet_run(synth_dir, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not os.path.exists(os.path.join(model_dir, "lnet", "lnet.keras"))
-    import tensorflow as tf
     latest = tf.train.latest_checkpoint(checkpoint_dir)
     assert latest, "no checkpoint was written before the kill"
     step = int(latest.rsplit("-", 1)[1])

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tss_keras.data.palette import atomic_write, save_palette_png
+from tss_keras.data.palette import atomic_write, colorize, save_palette_png
 from tss_keras.data.pipeline import multi_hot
 from tss_keras.data.voc import read_image
 from tss_keras.errors import UsageError
@@ -52,13 +52,16 @@ def pseudo_label_dir(model_dir):
     return os.path.join(model_dir, "pseudo_labels")
 
 
-def generate_pseudo_labels(lnet, examples, model_dir, class_names, diffusion, verbose=1):
+def generate_pseudo_labels(lnet, examples, model_dir, class_names, diffusion, verbose=1,
+                           log_images=4):
     """Writes ``<model_dir>/pseudo_labels/<id>.png`` for each weak example.
 
     Files are palette PNGs at the image's own size with 255 void, written
     atomically; finished files are skipped, so a re-run after a crash
     continues. Writes ``pseudo_labels.json`` (counts, void fraction, pixel
-    share per class, the diffusion settings) and returns it as a dict.
+    share per class, the diffusion settings) and returns it as a dict. The
+    first ``log_images`` written go to TensorBoard (``<model_dir>/logs/transfer``)
+    as image / pseudo-label pairs.
     """
     if not examples:
         raise UsageError("--strong_classes: the weak pool is empty; nothing to transfer")
@@ -69,6 +72,7 @@ def generate_pseudo_labels(lnet, examples, model_dir, class_names, diffusion, ve
     counts = np.zeros(256, np.int64)
     written = skipped = 0
     progress = keras.utils.Progbar(len(examples), verbose=verbose, unit_name="image")
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "transfer"))
     for i, example in enumerate(examples):
         path = os.path.join(out_dir, example.image_id + ".png")
         if os.path.isfile(path):
@@ -78,9 +82,14 @@ def generate_pseudo_labels(lnet, examples, model_dir, class_names, diffusion, ve
             labels = multi_hot(example.labels, num_classes)[None]
             label = transfer(image, labels)[0]
             save_palette_png(path, label)
+            if written < log_images:
+                with writer.as_default():
+                    pair = np.concatenate([image[0].astype(np.uint8), colorize(label)], axis=1)
+                    tf.summary.image(f"transfer/{example.image_id}", pair[None], step=0)
             counts += np.bincount(label.reshape(-1), minlength=256)
             written += 1
         progress.update(i + 1)
+    writer.close()
     labelled = counts.sum()
     summary = {
         "num_images": len(examples), "written": written, "skipped_existing": skipped,
