@@ -202,6 +202,15 @@ def test_failed_parity_leaves_no_version(trained, tmp_path):
     assert os.listdir(os.path.join(export_dir, "ts3")) == []
 
 
+def test_export_stage_of_the_trainer(trained, synth_dir):
+    result = run_module("trainers.run", *run_flags(synth_dir, trained, "--mode=full",
+                                                   "--stages=export",
+                                                   "--export_formats=saved_model"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.isfile(os.path.join(trained, "export", "ts3", "1", "saved_model.pb"))
+    assert "Exported version 1" in result.stdout
+
+
 def test_model_dir_without_pnet(tmp_path):
     result = run_module("export.run", f"--model_dir={tmp_path}", f"--export_dir={tmp_path}/e")
     assert result.returncode != 0

@@ -111,3 +111,27 @@ def test_unknown_flag_in_flag_file(tmp_path):
     assert result.returncode != 0
     assert "learning_rat" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_xla_step(transferred_copy, synth_dir):
+    result = _run(synth_dir, transferred_copy, "--stages=pnet", "--pnet_steps=2", "--xla",
+                  "--lambda_semi=0.1")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_mixed_precision_step(transferred_copy, synth_dir):
+    result = _run(synth_dir, transferred_copy, "--stages=pnet", "--pnet_steps=2",
+                  "--mixed_precision", "--lambda_semi=0.1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    import keras
+    import tss_keras  # noqa: F401
+
+    pnet = keras.saving.load_model(os.path.join(transferred_copy, "pnet", "pnet.keras"))
+    assert pnet.layers[-1].dtype_policy.compute_dtype == "float32"
+    assert any(layer.dtype_policy.name == "mixed_float16" for layer in pnet.layers)
+
+
+def test_xla_with_mixed_precision_on_cpu_is_a_clear_error(synth_dir, tmp_path):
+    result = _run(synth_dir, str(tmp_path / "run"), "--stages=pnet", "--mixed_precision", "--xla")
+    assert result.returncode != 0
+    assert "--xla with --mixed_precision needs a GPU" in _error_line(result)

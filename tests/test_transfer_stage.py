@@ -104,3 +104,19 @@ def test_bad_input_is_a_clear_error(synth_dir, tmp_path, extra, message):
     lines = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]
     assert lines and message in lines[-1], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_zero_percent_setting_with_two_cpu_replicas(synth_dir, tmp_path):
+    """No strong class: the agnostic head trains on another class set, on 2 replicas."""
+    from tss_keras.data import synthetic
+
+    agnostic = str(tmp_path / "agnostic")
+    synthetic.generate(agnostic, num_train=12, num_val=2, seed=4, category_set="agnostic")
+    model_dir = str(tmp_path / "run")
+    result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--strong_classes=none",
+                                                f"--agnostic_data_dir={agnostic}",
+                                                "--cpu_replicas=2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "agnostic set" in result.stdout and "2 replica(s)" in result.stdout
+    summary = json.load(open(os.path.join(model_dir, "pseudo_labels.json")))
+    assert summary["num_images"] == 24  # every image is weak when no class is strong

@@ -3,6 +3,7 @@
 import os
 
 import keras
+import tensorflow as tf
 
 from tss_keras.data.errors import DataError
 from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
@@ -68,6 +69,9 @@ def _init_from_lnet(config, pnet):
 def train_pnet(config, strategy):
     """Trains (or resumes) the P-Net; returns the path of the saved model."""
     seed_everything(config.seed)
+    if config.mixed_precision and config.xla and not tf.config.list_logical_devices("GPU"):
+        # XLA's CPU backend rejects the float16/float32 mix in the gradients.
+        raise UsageError("--xla with --mixed_precision needs a GPU; on CPU use one or the other")
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     class_names, class_split, records, pools = load_training_data(config)
