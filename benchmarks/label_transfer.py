@@ -72,6 +72,18 @@ def main():
     total_pixels = 0
     agnostic = np.zeros((2, 2), np.int64)
 
+    def make_transfer(iterations):
+        return tf.function(lambda image, fg, cams, labels, features: dif.scores_to_labels(
+            dif.transfer_scores(image, fg, cams, labels, features, radius=config.radius,
+                                iterations=iterations, color_scale=config.color_scale,
+                                feature_scale=config.feature_scale,
+                                feature_source=config.feature_source,
+                                working_stride=config.working_stride,
+                                cam_power=config.cam_power, cam_weight=config.cam_weight),
+            labels, config.confidence), reduce_retracing=True)
+
+    transfer_fns = {v: make_transfer(i) for v, i in variants.items() if i is not None}
+
     @tf.function(reduce_retracing=True)
     def infer(image):
         return lnet(image, training=False)
@@ -89,15 +101,7 @@ def main():
             if iterations is None:
                 pred = dif.cam_argmax_labels(out["cam"], labels, image.shape[1:3])
             else:
-                scores = dif.transfer_scores(image, fg, out["cam"], labels, out["features"],
-                                             radius=config.radius, iterations=iterations,
-                                             color_scale=config.color_scale,
-                                             feature_scale=config.feature_scale,
-                                             feature_source=config.feature_source,
-                                             working_stride=config.working_stride,
-                                             cam_power=config.cam_power,
-                                             cam_weight=config.cam_weight)
-                pred = dif.scores_to_labels(scores, labels, config.confidence)
+                pred = transfer_fns[variant](image, fg, out["cam"], labels, out["features"])
             pred = pred.numpy()[0]
             void[variant] += int((pred == 255).sum())
             confusions[variant] += confusion_matrix(pred, mask, k)
