@@ -89,6 +89,7 @@ def test_one_and_two_replicas_give_the_same_step(two_replicas):
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = _build(1e-2, 1e-3, sync_bn=True, optimizer="sgd")
+            model.shuffle_classes = False  # a random permutation would differ between runs
         if initial is None:
             initial = ([v.numpy() for v in model.pnet.variables],
                        [v.numpy() for v in model.discriminator.variables])
@@ -105,3 +106,12 @@ def test_one_and_two_replicas_give_the_same_step(two_replicas):
     for a, b in zip(w1, w2):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
     assert any(not np.allclose(a, b) for a, b in zip(w1, initial[0] + initial[1]))
+
+
+def test_discriminator_sees_permuted_foreground_channels():
+    model = _build()
+    permutations = {tuple(model._class_permutation().numpy()) for _ in range(20)}
+    assert all(p[0] == 0 and sorted(p) == list(range(C)) for p in permutations)
+    assert len(permutations) > 1
+    model.shuffle_classes = False
+    assert tuple(model._class_permutation().numpy()) == tuple(range(C))

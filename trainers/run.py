@@ -51,6 +51,7 @@ F.DEFINE_float("lambda_semi", 0.0, "Weight of self-training on discriminator-con
 F.DEFINE_float("semi_threshold", 0.2, "Discriminator confidence for self-training pixels.")
 F.DEFINE_integer("d_filters", 64, "Discriminator width (first layer channels).")
 F.DEFINE_bool("d_with_image", False, "Condition the discriminator on the image.")
+F.DEFINE_bool("d_shuffle_classes", True, "Permute foreground channels before the discriminator, so it cannot tell weak classes by their channel.")
 F.DEFINE_integer("aspp_filters", 256, "ASPP channels.")
 F.DEFINE_list("aspp_rates", ["6", "12", "18"], "ASPP dilation rates.")
 F.DEFINE_enum("pnet_init", "backbone", ["backbone", "lnet"], "P-Net encoder start: --weights, or the trained L-Net's encoder.")

@@ -68,6 +68,7 @@ class RunConfig:
     semi_threshold: float = 0.2
     d_filters: int = 64
     d_with_image: bool = False
+    d_shuffle_classes: bool = True
     aspp_filters: int = 256
     aspp_rates: Tuple[int, ...] = (6, 12, 18)
     pnet_init: str = "backbone"

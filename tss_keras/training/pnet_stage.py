@@ -97,7 +97,8 @@ def train_pnet(config, strategy):
         trainer = TS3Model(pnet, discriminator, num_classes,
                            mode="ts3" if adversarial else "full", lambda_adv=config.lambda_adv,
                            weak_weight=config.weak_weight, lambda_semi=config.lambda_semi,
-                           semi_threshold=config.semi_threshold, d_optimizer=d_optimizer)
+                           semi_threshold=config.semi_threshold, d_optimizer=d_optimizer,
+                           shuffle_classes=config.d_shuffle_classes)
         optimizer = make_optimizer(config.optimizer, config.pnet_lr, config.pnet_steps,
                                    config.weight_decay)
         trainer.compile(optimizer=optimizer, jit_compile=config.xla)

@@ -57,6 +57,13 @@ class TS3Model(keras.Model):
     Losses are per-image means divided by the replica count, so summed
     replica gradients equal the global-batch gradient.
 
+    *(choice)* With ``shuffle_classes`` (the default) the foreground channels
+    of every map the discriminator sees are permuted by one random
+    permutation per step. Real maps come from strong images only, so without
+    it the discriminator learns "a weak class's channel is active, so it is
+    fake" and its gradient erases the weak classes; permuted, it can judge
+    only the structure of a mask, not which class it shows.
+
     Args:
         pnet: model from ``build_pnet``.
         discriminator: model from ``build_discriminator`` (None in full mode).
@@ -65,11 +72,12 @@ class TS3Model(keras.Model):
         lambda_adv, weak_weight, lambda_semi, semi_threshold: loss weights.
         d_optimizer: the discriminator's optimizer; create and ``build`` it
             inside the strategy scope (design.md §3).
+        shuffle_classes: permute foreground channels before the discriminator.
     """
 
     def __init__(self, pnet, discriminator=None, num_classes=21, mode="ts3", lambda_adv=0.01,
                  weak_weight=1.0, lambda_semi=0.0, semi_threshold=0.2, d_optimizer=None,
-                 **kwargs):
+                 shuffle_classes=True, **kwargs):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"--mode: {mode!r} is not one of {MODES}")
@@ -82,6 +90,7 @@ class TS3Model(keras.Model):
         self.lambda_semi = lambda_semi
         self.semi_threshold = semi_threshold
         self.d_optimizer = d_optimizer
+        self.shuffle_classes = shuffle_classes
         self.adversarial = mode == "ts3" and discriminator is not None
         self.with_image = self.adversarial and len(discriminator.inputs) == 2
         names = ["loss", "seg_loss"]
@@ -98,7 +107,14 @@ class TS3Model(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def _d(self, probabilities, images, training=True):
+    def _class_permutation(self):
+        """Background stays channel 0; foreground channels in a random order."""
+        if not self.shuffle_classes:
+            return tf.range(self.num_classes)
+        return tf.concat([[0], 1 + tf.random.shuffle(tf.range(self.num_classes - 1))], axis=0)
+
+    def _d(self, probabilities, images, permutation, training=True):
+        probabilities = tf.gather(probabilities, permutation, axis=-1)
         inputs = [probabilities, images] if self.with_image else probabilities
         return self.discriminator(inputs, training=training)
 
@@ -129,9 +145,10 @@ class TS3Model(keras.Model):
         # Discriminator: real one-hot ground truth vs detached P-Net softmax.
         fake = tf.stop_gradient(probabilities)
         real = real_probabilities(strong["mask"], fake[:n], self.num_classes)
+        permutation = self._class_permutation()
         with tf.GradientTape() as d_tape:
-            d_real = self._d(real, strong["image"])
-            d_fake = self._d(fake, images)
+            d_real = self._d(real, strong["image"], permutation)
+            d_fake = self._d(fake, images, permutation)
             d_loss = tf.reduce_mean(_bce_map(d_real, 1.0)) + tf.reduce_mean(_bce_map(d_fake, 0.0))
             d_scaled = _scale_loss(self.d_optimizer, _replica_scale(d_loss))
         d_variables = self.discriminator.trainable_variables
@@ -139,7 +156,7 @@ class TS3Model(keras.Model):
 
         # P-Net: segmentation + adversarial (+ self-training) against the updated D.
         with p_tape:
-            d_weak = self._d(probabilities[n:], weak["image"])
+            d_weak = self._d(probabilities[n:], weak["image"], permutation)
             adv = tf.reduce_mean(_bce_map(d_weak, 1.0))
             total = seg + self.weak_weight * weak_seg + self.lambda_adv * adv
             semi = None
