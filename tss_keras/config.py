@@ -83,7 +83,3 @@ class RunConfig:
     export_formats: Tuple[str, ...] = ("saved_model", "tflite", "keras")
     tflite_quantization: Tuple[str, ...] = ("none", "fp16", "int8")
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
-
-    @property
-    def global_batch_size(self):
-        return self.batch_size

@@ -1,7 +1,5 @@
 """Class-name lists: VOC's 21 by default, or one name per line from a file."""
 
-import os
-
 from tss_keras.data.errors import DataError
 
 VOC_CLASS_NAMES = (
@@ -62,8 +60,3 @@ def resolve_class(token, class_names, source):
         return int(token)
     raise DataError(
         f"{source}: unknown class {token!r} (known: {', '.join(class_names)})")
-
-
-def describe(class_names_path):
-    """A short name for the class list, for messages."""
-    return os.path.basename(class_names_path) if class_names_path else "VOC classes"

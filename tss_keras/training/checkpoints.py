@@ -1,7 +1,6 @@
 """Step checkpoints that survive a kill, and a stop on NaN/inf losses."""
 
 import math
-import os
 
 import keras
 import tensorflow as tf
@@ -65,8 +64,3 @@ class CheckpointEveryEpoch(keras.callbacks.Callback):
                     f"good checkpoint is kept in {self.checkpoints.directory}")
         self.checkpoints.save((epoch + 1) * self.steps_per_epoch)
         self.last_good_epoch = epoch
-
-
-def done_marker(directory):
-    """Path of the file that marks a finished stage."""
-    return os.path.join(directory, "DONE")
