@@ -10,8 +10,7 @@ import json
 from absl import app, flags
 
 import trainers.quiet  # noqa: F401  (imports TF before anything prints)
-from tss_keras.errors import UsageError
-from trainers.cli import run_main
+from trainers.cli import parse_size, run_main
 
 flags.DEFINE_string("model_dir", None, "A trainers.run model_dir with a trained P-Net.")
 flags.DEFINE_string("export_dir", None, "TF Serving base path: versions go to <export_dir>/<model_name>/<N>/.")
@@ -31,22 +30,13 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
 
-def _input_size():
-    if FLAGS.tflite_input_size is None:
-        return None
-    try:
-        size = tuple(int(v) for v in FLAGS.tflite_input_size)
-    except ValueError:
-        size = ()
-    if len(size) != 2 or min(size) < 8:
-        raise UsageError(f"--tflite_input_size: {','.join(FLAGS.tflite_input_size)} is not H,W")
-    return size
-
-
 def main(argv):
     del argv
     from tss_keras.exporting.exporter import export_run
 
+    size = None
+    if FLAGS.tflite_input_size is not None:
+        size = parse_size("tflite_input_size", FLAGS.tflite_input_size)
     thresholds = {
         "saved_model": FLAGS.min_saved_model_agreement,
         "saved_model_predict_images": FLAGS.min_saved_model_agreement,
@@ -56,7 +46,7 @@ def main(argv):
         "tflite_int8": FLAGS.min_tflite_int8_agreement,
     }
     report = export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
-                        tuple(FLAGS.formats), tuple(FLAGS.tflite_quantization), _input_size(),
+                        tuple(FLAGS.formats), tuple(FLAGS.tflite_quantization), size,
                         FLAGS.parity_images, thresholds, FLAGS.overwrite, FLAGS.data_dir)
     print(json.dumps(report, indent=2))
 

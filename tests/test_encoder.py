@@ -52,3 +52,16 @@ def test_unknown_backbone_and_stride():
         build_encoder("alexnet", 16)
     with pytest.raises(ValueError, match="--output_stride: 32 is not supported"):
         build_encoder("resnet50", 32)
+
+
+def test_encoder_of_finds_the_shared_encoder_for_weight_transfer():
+    from tss_keras.models.encoder import encoder_of
+    from tss_keras.models.lnet import build_lnet
+    from tss_keras.models.pnet import build_pnet
+
+    lnet = build_lnet(build_encoder("tiny", 16), 5)
+    pnet = build_pnet(build_encoder("tiny", 16), 5, aspp_filters=8, aspp_rates=(1,))
+    assert encoder_of(lnet).name.startswith("tiny_os16")
+    encoder_of(pnet).set_weights(encoder_of(lnet).get_weights())
+    for a, b in zip(encoder_of(pnet).get_weights(), encoder_of(lnet).get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -11,6 +11,19 @@ from tss_keras.training.checkpoints import NonFiniteLossError
 _WRAPPED = re.compile(r"DataError: (.+?)(?:\n|$)")
 
 
+def parse_size(flag, values):
+    """(height, width) from a list flag value: ``H,W`` or one number for both."""
+    try:
+        sizes = [int(v) for v in values]
+    except ValueError:
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 8:
+        raise UsageError(f"--{flag}: {','.join(values)} is not H,W (each at least 8)")
+    return tuple(sizes)
+
+
 def one_line(error):
     """The user-facing message for an error, without TF's wrapping."""
     match = _WRAPPED.search(str(error))

@@ -10,7 +10,7 @@ from absl import app, flags
 
 import trainers.quiet  # noqa: F401  (imports TF before anything prints)
 from tss_keras.errors import UsageError
-from trainers.cli import run_main
+from trainers.cli import parse_size, run_main
 from trainers.quiet import device_setup
 
 F = flags
@@ -78,18 +78,6 @@ F.mark_flags_as_required(["data_dir", "model_dir"])
 FLAGS = F.FLAGS
 
 
-def _crop_size(values):
-    try:
-        sizes = [int(v) for v in values]
-    except ValueError:
-        raise UsageError(f"--crop_size: {','.join(values)} is not H,W") from None
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 8:
-        raise UsageError(f"--crop_size: {','.join(values)} is not H,W (each at least 8)")
-    return tuple(sizes)
-
-
 def _numbers(name, kind):
     try:
         return tuple(kind(v) for v in FLAGS[name].value)
@@ -107,7 +95,7 @@ def config_from_flags():
         feature_source=FLAGS.diffusion_features, working_stride=FLAGS.diffusion_stride,
         confidence=FLAGS.diffusion_confidence, cam_power=FLAGS.diffusion_cam_power,
         cam_weight=FLAGS.diffusion_cam_weight)
-    parsed = {"diffusion": diffusion, "crop_size": _crop_size(FLAGS.crop_size),
+    parsed = {"diffusion": diffusion, "crop_size": parse_size("crop_size", FLAGS.crop_size),
               "stages": tuple(FLAGS.stages), "export_formats": tuple(FLAGS.export_formats),
               "tflite_quantization": tuple(FLAGS.tflite_quantization),
               "aspp_rates": _numbers("aspp_rates", int), "eval_scales": _numbers("eval_scales", float)}

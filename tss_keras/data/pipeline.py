@@ -115,6 +115,18 @@ def _options(deterministic):
     return options
 
 
+def _training_stream(columns, load, batch_size, shuffle, repeat, seed):
+    """Shuffle, repeat, parallel ``load``, batch and prefetch: what both pools share."""
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle:
+        ds = ds.shuffle(len(columns[0]), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE).with_options(
+        _options(seed is not None))
+
+
 def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, max_scale=2.0,
                    shuffle=True, repeat=True, seed=None):
     """Training stream of the strong pool: (image, mask) batches.
@@ -123,22 +135,14 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
     """
     if not examples:
         raise ValueError("strong pool is empty")
-    image_paths = [e.image_path for e in examples]
-    mask_paths = [e.mask_path for e in examples]
-    ds = tf.data.Dataset.from_tensor_slices((image_paths, mask_paths))
-    if shuffle:
-        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    columns = ([e.image_path for e in examples], [e.mask_path for e in examples])
 
     def load(image_path, mask_path):
         image, mask = decode_image_and_mask(image_path, mask_path, num_classes)
         image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale, seed=seed)
         return {"image": image, "mask": mask}
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE).with_options(
-        _options(seed is not None))
+    return _training_stream(columns, load, batch_size, shuffle, repeat, seed)
 
 
 def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_paths=None,
@@ -155,11 +159,6 @@ def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_path
     labels = np.stack([multi_hot(e.labels, num_classes) for e in examples])
     columns = (image_paths, labels) if pseudo_label_paths is None else (
         image_paths, labels, list(pseudo_label_paths))
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if shuffle:
-        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
 
     def load(image_path, label_vector, pseudo_path=None):
         if pseudo_path is None:
@@ -170,9 +169,7 @@ def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_path
         image, (pseudo,) = augment(image, (pseudo,), crop_size, min_scale, max_scale, seed=seed)
         return {"image": image, "labels": label_vector, "mask": pseudo}
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE).with_options(
-        _options(seed is not None))
+    return _training_stream(columns, load, batch_size, shuffle, repeat, seed)
 
 
 def zip_streams(strong, weak):

@@ -20,6 +20,7 @@ from tss_keras.data.voc import load_split, read_image
 from tss_keras.errors import UsageError
 from tss_keras.exporting import serving, tflite
 from tss_keras.exporting.parity import ParityReport, resize_image
+from tss_keras.models.encoder import encoder_of
 
 FORMATS = ("saved_model", "tflite", "keras")
 DEFAULT_THRESHOLDS = {"saved_model": 0.999, "saved_model_predict_images": 0.999,
@@ -155,8 +156,7 @@ def _build_and_check(pnet_path, model_dir, run, class_names, staging, formats, q
     if "keras" in formats:
         lnet_path = os.path.join(model_dir, "lnet", "lnet.keras")
         shutil.copy(pnet_path, os.path.join(artifacts_dir, "pnet.keras"))
-        encoder = next(layer for layer in pnet.layers if isinstance(layer, keras.Model))
-        encoder.save(os.path.join(artifacts_dir, "encoder.keras"))
+        encoder_of(pnet).save(os.path.join(artifacts_dir, "encoder.keras"))
         if os.path.isfile(lnet_path):
             shutil.copy(lnet_path, os.path.join(artifacts_dir, "lnet.keras"))
         copy = keras.saving.load_model(os.path.join(artifacts_dir, "pnet.keras"), safe_mode=True)

@@ -146,6 +146,11 @@ def _tiny_encoder(output_stride, width=32, sync_bn=False):
     return keras.Model(inputs, x, name=f"tiny_os{output_stride}")
 
 
+def encoder_of(model):
+    """The shared encoder nested in an L-Net or P-Net (its only sub-model)."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
 def build_encoder(backbone="resnet50", output_stride=16, weights=None, sync_bn=False):
     """Builds the shared encoder: RGB 0..255 [B, H, W, 3] -> features at output_stride.
 

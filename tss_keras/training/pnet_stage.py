@@ -10,7 +10,7 @@ from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
 from tss_keras.data.pools import StrongExample
 from tss_keras.errors import UsageError
 from tss_keras.models.discriminator import build_discriminator
-from tss_keras.models.encoder import build_encoder
+from tss_keras.models.encoder import build_encoder, encoder_of
 from tss_keras.models.pnet import build_pnet
 from tss_keras.training.common import (fit_with_checkpoints, load_training_data,
                                        make_optimizer, save_model_atomically, seed_everything)
@@ -61,9 +61,7 @@ def _init_from_lnet(config, pnet):
     if not os.path.isfile(path):
         raise DataError(f"{path}: --pnet_init=lnet needs a trained L-Net")
     lnet = keras.saving.load_model(path, safe_mode=True)
-    source = next(l for l in lnet.layers if isinstance(l, keras.Model))
-    target = next(l for l in pnet.layers if isinstance(l, keras.Model))
-    target.set_weights(source.get_weights())
+    encoder_of(pnet).set_weights(encoder_of(lnet).get_weights())
 
 
 def train_pnet(config, strategy):

@@ -13,6 +13,7 @@ from tss_keras.data.errors import DataError
 from tss_keras.data.inspect import inspect_split
 from tss_keras.data.class_names import load_class_names
 from tss_keras.errors import UsageError
+from tss_keras.training.common import load_training_data
 from tss_keras.training.distribute import make_strategy
 from tss_keras.evaluation.eval_stage import evaluate_run, results_path
 from tss_keras.evaluation.report import read_baseline
@@ -38,17 +39,12 @@ def _data_stage(config):
 
 
 def _transfer_stage(config):
-    from tss_keras.data.pools import build_pools, parse_strong_classes
-    from tss_keras.data.voc import load_split
     from tss_keras.transfer.pseudo_labels import generate_pseudo_labels, pseudo_label_dir
 
     path = lnet_path(config.model_dir)
     if not os.path.isfile(path):
         raise DataError(f"{path}: no trained L-Net; run the lnet stage first (--stages=lnet,transfer)")
-    class_names = load_class_names(config.class_names_file)
-    records, _ = load_split(config.data_dir, config.train_split, class_names,
-                            skip_bad=config.skip_bad)
-    pools = build_pools(records, parse_strong_classes(config.strong_classes, class_names))
+    class_names, _, _, pools = load_training_data(config)
     lnet = keras.saving.load_model(path, safe_mode=True)
     summary = generate_pseudo_labels(lnet, pools.weak, config.model_dir, class_names,
                                      config.diffusion)
