@@ -1,7 +1,7 @@
 import pytest
 
 from tss_keras.data.class_names import VOC_CLASS_NAMES, load_class_names, resolve_class
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 
 
 def test_default_is_voc_21():

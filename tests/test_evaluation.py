@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 from tss_keras.data.pools import ClassSplit
 from tss_keras.evaluation.confusion import iou_per_class, mean_iou
-from tss_keras.evaluation.evaluator import batch_confusion, evaluate_confusion
+from tss_keras.data.voc import read_image, read_mask
+from tss_keras.evaluation.evaluator import batch_confusion, evaluate_confusion, predict_probabilities
 from tss_keras.evaluation.report import add_baseline_ratio, build_results, format_table
 
 NAMES = ("background", "a", "b", "c", "d")
@@ -30,18 +31,49 @@ def test_miou_matches_keras_mean_iou():
     assert confusion.sum() == (truth != 255).sum()
 
 
-def test_streaming_confusion_is_the_same_on_two_replicas(two_replicas):
-    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(5, 3, padding="same")])
-    rng = np.random.default_rng(1)
-    images = rng.uniform(0, 255, (6, 24, 24, 3)).astype(np.float32)
-    masks = rng.choice([0, 1, 2, 255], (6, 24, 24, 1)).astype(np.uint8)
-    dataset = tf.data.Dataset.from_tensor_slices({"image": images, "mask": masks}).batch(2)
-    single = evaluate_confusion(model, dataset, 5, verbose=0)
-    double = evaluate_confusion(model, dataset, 5, two_replicas, verbose=0)
+def test_two_replicas_on_mixed_sizes_give_the_same_confusion(two_replicas, synth_dir,
+                                                            class_names):
+    """Images of different sizes: padding them would change a P-Net's image pooling."""
+    from tss_keras.data.voc import load_split
+    from tss_keras.models.encoder import build_encoder
+    from tss_keras.models.pnet import build_pnet
+
+    records, _ = load_split(synth_dir, "val", class_names)
+    assert len({(r.height, r.width) for r in records}) > 1
+    keras.utils.set_random_seed(1)
+    with two_replicas.scope():
+        model = build_pnet(build_encoder("tiny", 16), len(class_names), aspp_filters=8,
+                           aspp_rates=(1, 2))
+    single = evaluate_confusion(model, records, len(class_names), verbose=0)
+    double = evaluate_confusion(model, records, len(class_names), two_replicas, verbose=0)
     np.testing.assert_array_equal(single, double)
-    assert single.sum() == (masks != 255).sum()
-    flipped = evaluate_confusion(model, dataset, 5, flip=True, scales=(0.75, 1.0), verbose=0)
-    assert flipped.sum() == single.sum()
+    per_image = sum(batch_confusion(
+        tf.argmax(model(read_image(r.image_path)[None].astype("float32")), -1),
+        read_mask(r.mask_path, len(class_names))[None], len(class_names)).numpy()
+        for r in records)
+    np.testing.assert_array_equal(single, per_image)
+    # an odd number of images: the padding entries of the shorter shard count for nothing
+    odd = evaluate_confusion(model, records[:5], len(class_names), two_replicas, verbose=0)
+    assert odd.sum() == sum((read_mask(r.mask_path, len(class_names)) != 255).sum()
+                            for r in records[:5])
+
+
+def test_flip_and_scales_average_the_right_predictions():
+    """Flip and multi-scale evaluation against the same computation written out by hand."""
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((None, None, 3)),
+                              keras.layers.Conv2D(5, (3, 5), padding="same")])
+    images = np.random.default_rng(1).uniform(0, 255, (1, 24, 32, 3)).astype(np.float32)
+    softmax = lambda x: tf.nn.softmax(model(x), -1)  # noqa: E731
+    expected_flip = (softmax(images) + tf.reverse(softmax(images[:, :, ::-1]), [2])) / 2
+    np.testing.assert_allclose(predict_probabilities(model, images, flip=True), expected_flip,
+                               atol=1e-6)
+    half = tf.image.resize(images, (12, 16))
+    expected_scales = (tf.image.resize(softmax(half), (24, 32)) + softmax(images)) / 2
+    np.testing.assert_allclose(predict_probabilities(model, images, scales=(0.5, 1.0)),
+                               expected_scales, atol=1e-6)
+    # the model is not flip-symmetric, so flipping must change the answer
+    assert not np.allclose(softmax(images), expected_flip, atol=1e-3)
 
 
 def test_results_and_baseline_ratio(tmp_path):

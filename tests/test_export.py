@@ -183,19 +183,27 @@ def test_segment_with_each_artifact_kind(exported, synth_dir, tmp_path, artifact
 def test_existing_version_needs_overwrite_and_next_version_is_default(exported, trained):
     export_dir = exported[0]
     result = run_module("export.run", f"--model_dir={trained}", f"--export_dir={export_dir}",
-                        "--version=1", "--formats=saved_model")
+                        "--export_version=1", "--export_formats=saved_model")
     assert result.returncode != 0
-    assert "--version:" in result.stderr and "--overwrite" in result.stderr
+    assert "--export_version:" in result.stderr and "--overwrite" in result.stderr
     result = run_module("export.run", f"--model_dir={trained}", f"--export_dir={export_dir}",
-                        "--formats=saved_model,keras", "--parity_images=2")
+                        "--export_formats=saved_model,keras", "--parity_images=2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.isfile(os.path.join(export_dir, "ts3", "2", "saved_model.pb"))
+
+
+@pytest.mark.parametrize("old, new", [("formats", "export_formats"), ("version", "export_version")])
+def test_renamed_flags_say_their_new_name(trained, tmp_path, old, new):
+    result = run_module("export.run", f"--model_dir={trained}", f"--export_dir={tmp_path}",
+                        f"--{old}=1")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == f"error: --{old}: renamed --{new} in this release"
 
 
 def test_failed_parity_leaves_no_version(trained, tmp_path):
     export_dir = str(tmp_path / "e")
     result = run_module("export.run", f"--model_dir={trained}", f"--export_dir={export_dir}",
-                        "--formats=tflite", "--tflite_quantization=int8",
+                        "--export_formats=tflite", "--tflite_quantization=int8",
                         "--min_tflite_int8_agreement=1.01", "--parity_images=2")
     assert result.returncode != 0
     assert "failed the parity check for ['tflite_int8']" in result.stderr

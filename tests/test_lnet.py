@@ -7,9 +7,11 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from loop_helpers import run_loop, weights
+
 from tss_keras.models.encoder import build_encoder
 from tss_keras.models.lnet import build_lnet
-from tss_keras.training.common import make_optimizer
+from tss_keras.training.optimizers import make_optimizer
 from tss_keras.training.lnet_model import LNetTrainer
 
 
@@ -48,26 +50,40 @@ def _batch(rng, n, num_classes, size=48):
     return {"image": images, "mask": masks}, {"image": images[::-1].copy(), "labels": labels}
 
 
-def test_one_step_with_two_replicas(two_replicas):
-    strategy = two_replicas
-    assert strategy.num_replicas_in_sync == 2
+def _trainer(strategy, num_classes=4, sync_bn=False, optimizer="adam"):
     with strategy.scope():
-        lnet = build_lnet(build_encoder("tiny", 8), num_classes=4)
-        trainer = LNetTrainer(lnet, 4)
-        optimizer = make_optimizer("adam", 1e-3, 10)
-        trainer.compile(optimizer=optimizer)
-        optimizer.build(lnet.trainable_variables)
-    before = [w.copy() for w in lnet.get_weights()]
+        lnet = build_lnet(build_encoder("tiny", 8, sync_bn=sync_bn), num_classes=num_classes)
+        trainer = LNetTrainer(lnet, num_classes)
+        opt = make_optimizer(optimizer, 1e-2, 10)
+        trainer.compile(optimizer=opt)
+        opt.build(lnet.trainable_variables)
+    return trainer
+
+
+def test_one_step_with_two_replicas_equals_one_replica(two_replicas, tmp_path):
     data = _batch(np.random.default_rng(0), 4, 4)
-    ds = tf.data.Dataset.from_tensors(data).repeat()
-    history = trainer.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    assert int(optimizer.iterations.numpy()) == 1
-    changed = sum(not np.array_equal(a, b) for a, b in zip(before, lnet.get_weights()))
-    assert changed > len(before) // 2
+    results, initial, initial_trainable = [], None, None
+    for i, strategy in enumerate((tf.distribute.get_strategy(), two_replicas)):
+        trainer = _trainer(strategy, sync_bn=True, optimizer="sgd")
+        if initial is None:
+            initial = [v.numpy() for v in trainer.lnet.variables]
+            initial_trainable = weights(trainer.lnet)
+        for variable, value in zip(trainer.lnet.variables, initial):
+            variable.assign(value)
+        seen = run_loop(trainer, strategy, data, 1, tmp_path / str(i),
+                        {"model": trainer.lnet, "optimizer": trainer.optimizer})
+        assert int(trainer.optimizer.iterations.numpy()) == 1
+        results.append((seen[0], weights(trainer.lnet)))
+    (h1, w1), (h2, w2) = results
+    for key in ("loss", "agnostic_loss", "cls_loss"):
+        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-4, err_msg=key)
+    changed = sum(not np.allclose(a, b) for a, b in zip(w1, initial_trainable))
+    assert changed > len(w1) // 2
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_losses_fall_on_a_tiny_problem():
+def test_losses_fall_on_a_tiny_problem(tmp_path):
     lnet = build_lnet(build_encoder("tiny", 8), num_classes=3)
     trainer = LNetTrainer(lnet, 3)
     trainer.compile(optimizer=make_optimizer("adam", 3e-3, 60, 0.0))
@@ -77,6 +93,6 @@ def test_losses_fall_on_a_tiny_problem():
     masks[:, 8:24, 8:24] = 1
     data = ({"image": images, "mask": masks},
             {"image": images, "labels": np.tile([[1.0, 0.0]], (4, 1)).astype(np.float32)})
-    history = trainer.fit(tf.data.Dataset.from_tensors(data).repeat(), steps_per_epoch=30,
-                          epochs=2, verbose=0)
-    assert history.history["agnostic_loss"][1] < 0.5 * history.history["agnostic_loss"][0] + 0.05
+    seen = run_loop(trainer, tf.distribute.get_strategy(), data, 60, tmp_path,
+                    {"model": lnet, "optimizer": trainer.optimizer})
+    assert seen[-1]["agnostic_loss"] < 0.5 * seen[0]["agnostic_loss"] + 0.05

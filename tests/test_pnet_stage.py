@@ -55,7 +55,7 @@ def test_resume_after_killed_pnet_run(transferred_copy, synth_dir):
     step = int(latest.rsplit("-", 1)[1])
     result = _run(synth_dir, transferred_copy, "--stages=pnet", f"--pnet_steps={step + 2}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resuming from step {step}" in result.stdout
+    assert f"resumed at step {step}" in result.stdout
     assert os.path.isfile(os.path.join(transferred_copy, "pnet", "pnet.keras"))
 
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest import STRONG
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 from tss_keras.data.pipeline import weak_dataset
 from tss_keras.data.pools import WeakExample, build_pools, parse_strong_classes
 from tss_keras.data.voc import load_split

@@ -80,7 +80,7 @@ def test_resume_after_killed_lnet_run(synth_dir, tmp_path):
     result = run_module("trainers.run", *_flags(synth_dir, model_dir, f"--lnet_steps={step + 2}",
                                                 "--checkpoint_every=2", "--stages=lnet"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resuming from step {step}" in result.stdout
+    assert f"resumed at step {step}" in result.stdout
     assert os.path.isfile(os.path.join(model_dir, "lnet", "lnet.keras"))
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_module
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 from tss_keras.data.palette import colorize, save_palette_png
 from tss_keras.data.voc import load_split, read_mask
 

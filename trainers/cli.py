@@ -3,25 +3,11 @@
 import re
 import sys
 
-from tss_keras.errors import DataError, UsageError
-from tss_keras.training.checkpoints import NonFiniteLossError
+from tss_keras.errors import DataError, NonFiniteLossError, UsageError
 
 # A DataError raised inside tf.numpy_function reaches Python wrapped in a TF
 # error; this pulls our one-line message back out.
 _WRAPPED = re.compile(r"DataError: (.+?)(?:\n|$)")
-
-
-def parse_size(flag, values):
-    """(height, width) from a list flag value: ``H,W`` or one number for both."""
-    try:
-        sizes = [int(v) for v in values]
-    except ValueError:
-        sizes = []
-    if len(sizes) == 1:
-        sizes *= 2
-    if len(sizes) != 2 or min(sizes) < 8:
-        raise UsageError(f"--{flag}: {','.join(values)} is not H,W (each at least 8)")
-    return tuple(sizes)
 
 
 def one_line(error):
@@ -33,10 +19,19 @@ def one_line(error):
 
 
 def run_main(main_fn):
-    """Runs ``main_fn`` (an absl main) and turns known errors into exit 1 + one line."""
+    """Runs ``main_fn`` (an absl main) and turns known errors into exit 1 + one line.
+
+    A preempted training run (SIGTERM; a checkpoint was saved) exits with
+    code 42, which cluster managers and ``trainers.launch`` read as "restart me".
+    """
+    from tss_keras.training.loop import TrainingPreempted
+
     def wrapped(argv):
         try:
             return main_fn(argv)
+        except TrainingPreempted as e:
+            print(f"preempted: {e}", file=sys.stderr)
+            sys.exit(TrainingPreempted.exit_code)
         except (DataError, UsageError, NonFiniteLossError) as e:
             print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(1)

@@ -10,19 +10,19 @@ from absl import app, flags
 
 import trainers.quiet  # noqa: F401  (imports TF before anything prints)
 
+from tss_keras.config_flags import define_flags
 from trainers.cli import run_main
 
-flags.DEFINE_string("data_dir", None, "VOC-layout root (contains JPEGImages/).")
+define_flags(flags.FLAGS, names={"data_dir", "strong_classes", "class_names_file", "skip_bad"})
 flags.DEFINE_string("split", "train", "Split name: ImageSets/Segmentation/<split>.txt.")
-flags.DEFINE_string("strong_classes", "all", "Strong classes: names or ids, 'all' or 'none'.")
-flags.DEFINE_string("class_names_file", None, "One class name per line; default VOC's 21.")
-flags.DEFINE_bool("skip_bad", False, "Skip bad files and list them in bad_files.")
-flags.mark_flag_as_required("data_dir")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
+    if not FLAGS.data_dir:
+        from tss_keras.errors import UsageError
+        raise UsageError("--data_dir: this flag is required")
     from tss_keras.data.class_names import load_class_names
     from tss_keras.data.inspect import inspect_split
 

@@ -20,8 +20,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from tss_keras.exporting.predictor import Predictor
-    from tss_keras.exporting.segment import list_images, segment
+    from tss_keras.inference import Predictor
+    from tss_keras.inference import list_images, segment
 
     list_images(FLAGS.input)  # bad input fails before the model loads
     written = segment(Predictor(FLAGS.model), FLAGS.input, FLAGS.output_dir)

@@ -1,14 +1,109 @@
-"""RunConfig: every setting of a training run, independent of how it was parsed."""
+"""Every setting of a run, in typed dataclasses: the one home of each default and its help.
+
+The command-line flags of ``trainers.run`` and ``export.run`` are generated
+from these fields (``tss_keras.config_flags``); a flag's name is its field's
+name. ``run_config.json`` in a run's model_dir is ``RunConfig.to_json()`` and
+reads back with ``RunConfig.from_json()``.
+
+Each field carries ``metadata``: ``help`` (the flag's help text), and
+optionally ``choices`` (allowed values; for a list, allowed elements) and
+``required`` (the flag must be given).
+"""
 
 import dataclasses
+import json
+import os
 from typing import Optional, Tuple
 
+from tss_keras.errors import DataError, UsageError
+
 STAGES = ("data", "lnet", "transfer", "pnet", "eval", "export")
+BACKBONES = ("vgg16", "resnet50", "resnet101", "mobilenetv2", "tiny")
+OUTPUT_STRIDES = (8, 16)
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+EXPORT_FORMATS = ("saved_model", "tflite", "keras")
+TFLITE_QUANTIZATIONS = ("none", "fp16", "int8")
+
+
+def setting(default, help, choices=None, required=False):  # noqa: A002 (absl's word)
+    """A dataclass field with its flag help text (and allowed values)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "required": required})
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the data is, which classes are strong, and how training images are cropped."""
+
+    data_dir: str = setting("", "VOC-layout root (JPEGImages/, SegmentationClass/, ImageSets/).",
+                            required=True)
+    class_names_file: Optional[str] = setting(
+        None, "One class name per line (line = class id); default VOC's 21.")
+    train_split: str = setting("train", "Training split(s): the first of a comma-separated list "
+                                        "that exists (ImageSets/Segmentation/<split>.txt).")
+    eval_split: str = setting("val", "Evaluation split.")
+    strong_classes: str = setting("all", "Classes with masks: names or ids, comma-separated, "
+                                         "'all' or 'none'.")
+    agnostic_data_dir: Optional[str] = setting(
+        None, "VOC-layout set of other classes, the class-agnostic mask source (0 % setting).")
+    synthetic_data: bool = setting(False, "Write the embedded synthetic set into --data_dir "
+                                          "(and --agnostic_data_dir) if absent.")
+    skip_bad: bool = setting(False, "Skip unreadable or inconsistent files instead of stopping.")
+    crop_size: Tuple[int, int] = setting((321, 321), "Training crop: H,W (or one number).")
+    batch_size: int = setting(8, "Global batch size of each stream (strong and weak).")
+    min_scale: float = setting(0.5, "Smallest random scale of training images.")
+    max_scale: float = setting(2.0, "Largest random scale of training images.")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The shared encoder and the P-Net head."""
+
+    backbone: str = setting("resnet50", "Encoder backbone.", choices=BACKBONES)
+    output_stride: int = setting(16, "Encoder output stride: 8 or 16.", choices=OUTPUT_STRIDES)
+    weights: Optional[str] = setting(
+        None, "Backbone weights: empty (random), 'imagenet' (downloads) or a weights file path.")
+    sync_bn: bool = setting(False, "Synchronise batch norm across replicas.")
+    aspp_filters: int = setting(256, "ASPP channels of the P-Net head.")
+    aspp_rates: Tuple[int, ...] = setting((6, 12, 18), "ASPP dilation rates.")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """What every training stage shares: optimizer family, checkpoints, precision, seed."""
+
+    optimizer: str = setting("sgd", "sgd (momentum 0.9) or adam (AdamW); polynomial decay.",
+                             choices=("sgd", "adam"))
+    weight_decay: float = setting(1e-4, "Weight decay.")
+    checkpoint_every: int = setting(500, "Steps between checkpoints and progress lines.")
+    mixed_precision: bool = setting(False, "mixed_float16 compute with loss scaling, in every "
+                                           "stage that trains.")
+    xla: bool = setting(False, "Compile the train steps with XLA.")
+    seed: int = setting(0, "Random seed.")
+
+
+@dataclasses.dataclass
+class DistributeConfig:
+    """How training is spread over devices and machines."""
+
+    strategy: str = setting("auto", "tf.distribute strategy: auto (mirrored over several GPUs), "
+                                    "default, mirrored, or multi_worker (from TF_CONFIG).",
+                            choices=STRATEGIES)
+    num_gpus: Optional[int] = setting(None, "Use the first N GPUs of each machine (default: all).")
+    cpu_replicas: int = setting(0, "Split the CPU into N logical devices and mirror over them.")
+
+
+@dataclasses.dataclass
+class LNetConfig:
+    """The L-Net stage."""
+
+    lnet_steps: int = setting(10000, "L-Net training steps.")
+    lnet_lr: float = setting(1e-3, "L-Net learning rate.")
 
 
 @dataclasses.dataclass
 class DiffusionConfig:
-    """Self-diffusion parameters (see tss_keras.transfer.diffusion).
+    """Self-diffusion label transfer (see tss_keras.transfer.diffusion).
 
     Defaults were chosen by a sweep on the embedded set's weak pool (radius
     3/5/7/9, 20/40 iterations, colour scale 10/20/40, CAM power 1-3,
@@ -16,70 +111,213 @@ class DiffusionConfig:
     leaving ambiguous pixels void (confidence 0.6) helped most.
     """
 
-    radius: int = 7
-    iterations: int = 20
-    color_scale: float = 20.0
-    feature_scale: float = 0.5
-    feature_source: str = "both"   # color | features | both
-    working_stride: int = 4
-    confidence: float = 0.6
-    cam_power: float = 1.0
-    cam_weight: float = 1.0
+    diffusion_radius: int = setting(7, "Self-diffusion neighbourhood radius (working-grid pixels).")
+    diffusion_iterations: int = setting(20, "Self-diffusion iterations (0 switches diffusion off).")
+    diffusion_color_scale: float = setting(20.0, "Colour affinity scale (RGB 0..255 units).")
+    diffusion_feature_scale: float = setting(
+        0.5, "Feature affinity scale (unit-normalised L-Net features).")
+    diffusion_features: str = setting("both", "Affinity guides.",
+                                      choices=("color", "features", "both"))
+    diffusion_stride: int = setting(4, "Working resolution: image size / this.")
+    diffusion_confidence: float = setting(
+        0.6, "Pixels whose winning score is lower become void.")
+    diffusion_cam_power: float = setting(1.0, "Exponent on normalised CAMs before diffusion.")
+    diffusion_cam_weight: float = setting(
+        1.0, "How much CAM evidence adds to the agnostic foreground (0: agnostic map alone).")
+
+
+@dataclasses.dataclass
+class PNetConfig:
+    """The P-Net stage: TS3 or the fully supervised baseline."""
+
+    mode: str = setting("ts3", "ts3 (transfer) or full (supervised baseline on all masks).",
+                        choices=("ts3", "full"))
+    pnet_steps: int = setting(20000, "P-Net training steps.")
+    pnet_lr: float = setting(2.5e-4, "P-Net learning rate.")
+    pnet_init: str = setting("backbone", "P-Net encoder start: --weights, or the trained L-Net's "
+                                         "encoder.", choices=("backbone", "lnet"))
+    weak_weight: float = setting(1.0, "Weight of the pseudo-label cross-entropy.")
+    lambda_adv: float = setting(0.01, "Weight of the adversarial loss on weak predictions "
+                                      "(0: no discriminator).")
+    d_lr: float = setting(1e-4, "Discriminator learning rate.")
+    discriminator: str = setting(
+        "onehot", "Discriminator design (tss_keras.training.adversarial): onehot (one-hot "
+                  "truth vs softmax), matched (truth with the prediction's confidence), "
+                  "agnostic (foreground map only; also the 0 % setting's).",
+        choices=("onehot", "matched", "agnostic"))
+    d_downsample: int = setting(1, "The discriminator sees the maps at 1/this of the crop size.")
+    d_filters: int = setting(64, "Discriminator width (first layer channels).")
+    d_with_image: bool = setting(False, "Condition the discriminator on the image.")
+    d_shuffle_classes: bool = setting(True, "Permute foreground channels before the "
+                                            "discriminator, so it cannot tell weak classes by "
+                                            "their channel.")
+    lambda_semi: float = setting(0.0, "Weight of self-training on discriminator-confident weak "
+                                      "pixels (0: off).")
+    semi_threshold: float = setting(0.2, "Discriminator confidence for self-training pixels.")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """The eval stage."""
+
+    eval_flip: bool = setting(False, "Average predictions with the flipped image.")
+    eval_scales: Tuple[float, ...] = setting((1.0,), "Input scales averaged at evaluation.")
+    baseline_results: Optional[str] = setting(
+        None, "results.json of a --mode=full run: adds ratio_to_baseline.")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """The export stage and ``python -m export.run``."""
+
+    export_dir: Optional[str] = setting(
+        None, "TF Serving base path; versions go to <export_dir>/<model_name>/<N>/ "
+              "(default <model_dir>/export).")
+    model_name: str = setting("ts3", "TF Serving model name.")
+    export_version: Optional[int] = setting(None, "Version number (default: the next free one).")
+    export_formats: Tuple[str, ...] = setting(EXPORT_FORMATS, "Artifacts to write.",
+                                              choices=EXPORT_FORMATS)
+    tflite_quantization: Tuple[str, ...] = setting(
+        TFLITE_QUANTIZATIONS, "TFLite variants: none (float32), fp16, int8.",
+        choices=TFLITE_QUANTIZATIONS)
+    tflite_input_size: Optional[Tuple[int, int]] = setting(
+        None, "TFLite input H,W (default: the run's crop size).")
+    parity_images: int = setting(20, "Validation images for the parity check.")
+    min_saved_model_agreement: float = setting(
+        0.999, "Fail below this argmax agreement for the SavedModel and .keras files.")
+    min_tflite_float_agreement: float = setting(0.995, "Fail below this for float32 TFLite.")
+    min_tflite_fp16_agreement: float = setting(0.99, "Fail below this for fp16 TFLite.")
+    min_tflite_int8_agreement: float = setting(0.95, "Fail below this for int8 TFLite.")
+
+
+SECTIONS = {
+    "data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+    "distribute": DistributeConfig, "lnet": LNetConfig, "diffusion": DiffusionConfig,
+    "pnet": PNetConfig, "eval": EvalConfig, "export": ExportConfig,
+}
+# Settings renamed in this release: old name -> new name (flags and run_config.json keys).
+RENAMED = {"formats": "export_formats", "version": "export_version"}
 
 
 @dataclasses.dataclass
 class RunConfig:
-    """Settings of ``python -m trainers.run``; field names equal the flag names."""
+    """Everything ``python -m trainers.run`` does: the run's own settings and one per section."""
 
-    data_dir: str = ""
-    model_dir: str = ""
-    class_names_file: Optional[str] = None
-    train_split: str = "train"
-    eval_split: str = "val"
-    strong_classes: str = "all"
-    agnostic_data_dir: Optional[str] = None
-    synthetic_data: bool = False
-    skip_bad: bool = False
-    backbone: str = "resnet50"
-    output_stride: int = 16
-    weights: Optional[str] = None
-    crop_size: Tuple[int, int] = (321, 321)
-    batch_size: int = 8
-    min_scale: float = 0.5
-    max_scale: float = 2.0
-    optimizer: str = "sgd"
-    lnet_steps: int = 10000
-    lnet_lr: float = 1e-3
-    pnet_steps: int = 20000
-    pnet_lr: float = 2.5e-4
-    d_lr: float = 1e-4
-    weight_decay: float = 1e-4
-    checkpoint_every: int = 500
-    strategy: str = "auto"
-    num_gpus: Optional[int] = None
-    cpu_replicas: int = 0
-    seed: int = 0
-    stages: Tuple[str, ...] = ("data", "lnet", "transfer", "pnet", "eval")
-    overwrite: bool = False
-    mode: str = "ts3"
-    lambda_adv: float = 0.01
-    weak_weight: float = 1.0
-    lambda_semi: float = 0.0
-    semi_threshold: float = 0.2
-    d_filters: int = 64
-    d_with_image: bool = False
-    d_shuffle_classes: bool = True
-    aspp_filters: int = 256
-    aspp_rates: Tuple[int, ...] = (6, 12, 18)
-    pnet_init: str = "backbone"
-    sync_bn: bool = False
-    mixed_precision: bool = False
-    xla: bool = False
-    eval_flip: bool = False
-    eval_scales: Tuple[float, ...] = (1.0,)
-    baseline_results: Optional[str] = None
-    export_dir: Optional[str] = None
-    model_name: str = "ts3"
-    export_formats: Tuple[str, ...] = ("saved_model", "tflite", "keras")
-    tflite_quantization: Tuple[str, ...] = ("none", "fp16", "int8")
+    model_dir: str = setting("", "Where checkpoints, pseudo-labels, logs and results go.",
+                             required=True)
+    stages: Tuple[str, ...] = setting(("data", "lnet", "transfer", "pnet", "eval"),
+                                      "Stages to run, in pipeline order.", choices=STAGES)
+    overwrite: bool = setting(False, "Redo finished stages; replace an existing export version.")
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+    lnet: LNetConfig = dataclasses.field(default_factory=LNetConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    pnet: PNetConfig = dataclasses.field(default_factory=PNetConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    def settings(self):
+        """{setting name: value} over the run and every section (names are unique)."""
+        values = {f.name: getattr(self, f.name) for f in run_fields()}
+        for section in SECTIONS:
+            values.update(dataclasses.asdict(getattr(self, section)))
+        return values
+
+    def replace(self, **changes):
+        """A copy with the named settings changed, wherever they live."""
+        run_changes = {k: v for k, v in changes.items() if k in {f.name for f in run_fields()}}
+        sections = {}
+        for section, cls in SECTIONS.items():
+            names = {f.name for f in dataclasses.fields(cls)}
+            own = {k: v for k, v in changes.items() if k in names}
+            if own:
+                sections[section] = dataclasses.replace(getattr(self, section), **own)
+        unknown = set(changes) - set(run_changes) - {k for s in sections.values()
+                                                     for k in dataclasses.asdict(s)}
+        if unknown:
+            raise UsageError(f"unknown setting(s) {sorted(unknown)}")
+        return dataclasses.replace(self, **run_changes, **sections)
+
+    def to_json(self):
+        """A JSON-ready dict: run settings at the top, one object per section."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, data, source="run_config.json"):
+        """Reads ``to_json()`` output back; unknown or renamed keys are a clear error."""
+        if not isinstance(data, dict):
+            raise DataError(f"{source}: not a JSON object")
+        expected = {f.name for f in run_fields()} | set(SECTIONS)
+        _check_keys(data, expected, source)
+        run = {f.name: _typed(f, data[f.name]) for f in run_fields() if f.name in data}
+        sections = {}
+        for section, section_cls in SECTIONS.items():
+            values = data.get(section, {})
+            if not isinstance(values, dict):
+                raise DataError(f"{source}: {section!r} is not an object")
+            fields = {f.name: f for f in dataclasses.fields(section_cls)}
+            _check_keys(values, set(fields), f"{source}: {section}")
+            sections[section] = section_cls(**{k: _typed(fields[k], v) for k, v in values.items()})
+        return cls(**run, **sections)
+
+    @classmethod
+    def read(cls, model_dir):
+        """The config a run was made with (``<model_dir>/run_config.json``)."""
+        from tss_keras.layout import RunLayout
+
+        path = RunLayout(model_dir).run_config
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise DataError(f"{path}: not a trainers.run model_dir (no run_config.json)") from None
+        except ValueError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_json(data, path)
+
+    def with_absolute_paths(self):
+        """Paths made absolute, so that a saved config works from any directory."""
+        def absolute(path):
+            return os.path.abspath(path) if path else path
+        data = dataclasses.replace(
+            self.data, data_dir=absolute(self.data.data_dir),
+            class_names_file=absolute(self.data.class_names_file),
+            agnostic_data_dir=absolute(self.data.agnostic_data_dir))
+        return dataclasses.replace(self, model_dir=absolute(self.model_dir), data=data)
+
+
+def run_fields():
+    """The RunConfig fields that are settings (not sections)."""
+    return [f for f in dataclasses.fields(RunConfig) if f.name not in SECTIONS]
+
+
+def all_fields():
+    """Every setting field: the run's own, then each section's, in declaration order."""
+    fields = run_fields()
+    for section_cls in SECTIONS.values():
+        fields += list(dataclasses.fields(section_cls))
+    return fields
+
+
+def _check_keys(data, expected, source):
+    for key in data:
+        if key in RENAMED:
+            raise DataError(f"{source}: {key!r} was renamed {RENAMED[key]!r} in this release")
+        if key not in expected:
+            raise DataError(f"{source}: unknown setting {key!r} (written by another version of "
+                            f"tss_keras? re-run the stage with --overwrite)")
+
+
+def _typed(field, value):
+    """A JSON value as the field's type (lists become tuples)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value

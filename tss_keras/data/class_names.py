@@ -1,6 +1,6 @@
 """Class-name lists: VOC's 21 by default, or one name per line from a file."""
 
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 
 VOC_CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus",
@@ -8,7 +8,6 @@ VOC_CLASS_NAMES = (
     "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
 
-VOID_LABEL = 255
 # labelme's class_names.txt starts with this line (class id -1) before
 # `_background_` (id 0); we drop it so that line order equals class id.
 _LABELME_IGNORE = "__ignore__"

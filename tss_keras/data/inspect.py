@@ -4,6 +4,8 @@ import concurrent.futures
 
 import numpy as np
 
+from tss_keras.constants import VOID_LABEL
+
 from tss_keras.data.pools import build_pools, parse_strong_classes
 from tss_keras.data.voc import load_split, read_mask
 
@@ -39,7 +41,7 @@ def inspect_split(data_dir, split, class_names, strong_classes="all", skip_bad=F
         "num_images": len(records),
         "class_image_counts": {n: int(image_counts[i]) for i, n in enumerate(class_names)},
         "class_pixel_counts": {n: int(pixel_counts[i]) for i, n in enumerate(class_names)},
-        "void_pixels": int(pixel_counts[255]),
+        "void_pixels": int(pixel_counts[VOID_LABEL]),
         "strong_pool": len(pools.strong),
         "weak_pool": len(pools.weak),
         "images_without_mask": len(records) - len(masked),

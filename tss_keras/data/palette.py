@@ -1,10 +1,9 @@
 """The PASCAL VOC colour palette and palette-PNG writing."""
 
-import os
-import tempfile
-
 import numpy as np
 from PIL import Image
+
+from tss_keras.files import atomic_write
 
 
 def voc_palette():
@@ -33,7 +32,7 @@ def colours_to_ids(rgb, path):
         rgb: uint8 array [H, W, 3].
         path: the file it came from, for the error message.
     """
-    from tss_keras.data.errors import DataError
+    from tss_keras.errors import DataError
 
     packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     colours, inverse = np.unique(packed, return_inverse=True)
@@ -44,24 +43,6 @@ def colours_to_ids(rgb, path):
             raise DataError(f"{path}: RGB mask colour ({r}, {g}, {b}) is not in the VOC palette")
         ids.append(_COLOUR_TO_INDEX[int(colour)])
     return np.asarray(ids, dtype=np.uint8)[inverse].reshape(rgb.shape[:2])
-
-
-def atomic_write(path, write_fn):
-    """Calls ``write_fn(tmp_path)`` and renames the result onto ``path``.
-
-    A crash never leaves a partial file at ``path``.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_palette_png(path, mask):

@@ -11,11 +11,9 @@ void only where padding is added.
 import numpy as np
 import tensorflow as tf
 
-from tss_keras.data.class_names import VOID_LABEL
+from tss_keras.constants import IMAGENET_MEAN_RGB, VOID_LABEL
 from tss_keras.data.voc import read_image, read_mask
 
-# ImageNet mean in RGB 0..255: the padding colour (zero after normalisation).
-MEAN_RGB = (123.675, 116.28, 103.53)
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -35,7 +33,7 @@ def _decode_image_and_mask(num_classes):
         image = read_image(image_path.decode("utf-8"))
         mask = read_mask(mask_path.decode("utf-8"), num_classes)
         if mask.shape != image.shape[:2]:
-            from tss_keras.data.errors import DataError
+            from tss_keras.errors import DataError
             raise DataError(f"{mask_path.decode()}: mask size differs from its image")
         return image, mask
     return decode
@@ -93,7 +91,7 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
 
     pad_h = tf.maximum(crop_h - new_size[0], 0)
     pad_w = tf.maximum(crop_w - new_size[1], 0)
-    mean = tf.constant(MEAN_RGB, tf.float32)
+    mean = tf.constant(IMAGENET_MEAN_RGB, tf.float32)
     image = tf.pad(image - mean, [[0, pad_h], [0, pad_w], [0, 0]]) + mean
     labels = tuple(
         tf.pad(tf.cast(label, tf.int32) - VOID_LABEL, [[0, pad_h], [0, pad_w], [0, 0]]) + VOID_LABEL
@@ -115,8 +113,26 @@ def _options(deterministic):
     return options
 
 
-def _training_stream(columns, load, batch_size, shuffle, repeat, seed):
-    """Shuffle, repeat, parallel ``load``, batch and prefetch: what both pools share."""
+def shard_seed(seed, shard_index):
+    """The seed of one shard's stream (shard 0 keeps ``seed``; None stays None)."""
+    return None if seed is None else seed + 1000 * shard_index
+
+
+def _shard(columns, shard_index, num_shards):
+    """Every ``num_shards``-th element from ``shard_index`` (short lists are tiled first)."""
+    if num_shards == 1:
+        return columns
+    count = len(columns[0])
+    if count < num_shards:
+        reps = -(-num_shards // count)
+        columns = tuple(np.concatenate([np.asarray(c)] * reps) for c in columns)
+    return tuple(np.asarray(c)[shard_index::num_shards] for c in columns)
+
+
+def _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index=0,
+                     num_shards=1):
+    """Shard, shuffle, repeat, parallel ``load``, batch and prefetch: what both pools share."""
+    columns = _shard(columns, shard_index, num_shards)
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(columns[0]), seed=seed, reshuffle_each_iteration=True)
@@ -128,13 +144,16 @@ def _training_stream(columns, load, batch_size, shuffle, repeat, seed):
 
 
 def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, max_scale=2.0,
-                   shuffle=True, repeat=True, seed=None):
+                   shuffle=True, repeat=True, seed=None, shard_index=0, num_shards=1):
     """Training stream of the strong pool: (image, mask) batches.
 
     Yields ``{"image": float32 [B, h, w, 3] 0..255, "mask": uint8 [B, h, w, 1]}``.
+    With ``num_shards`` > 1 it reads only every ``num_shards``-th example from
+    ``shard_index`` (one replica's share), with its own augmentation seed.
     """
     if not examples:
         raise ValueError("strong pool is empty")
+    seed = shard_seed(seed, shard_index)
     columns = ([e.image_path for e in examples], [e.mask_path for e in examples])
 
     def load(image_path, mask_path):
@@ -142,11 +161,13 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
         image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale, seed=seed)
         return {"image": image, "mask": mask}
 
-    return _training_stream(columns, load, batch_size, shuffle, repeat, seed)
+    return _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index,
+                            num_shards)
 
 
 def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_paths=None,
-                 min_scale=0.5, max_scale=2.0, shuffle=True, repeat=True, seed=None):
+                 min_scale=0.5, max_scale=2.0, shuffle=True, repeat=True, seed=None,
+                 shard_index=0, num_shards=1):
     """Training stream of the weak pool: images with image-level labels.
 
     Yields ``{"image", "labels": float32 [B, num_classes - 1] multi-hot}`` and, given
@@ -155,6 +176,7 @@ def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_path
     """
     if not examples:
         raise ValueError("weak pool is empty")
+    seed = shard_seed(seed, shard_index)
     image_paths = [e.image_path for e in examples]
     labels = np.stack([multi_hot(e.labels, num_classes) for e in examples])
     columns = (image_paths, labels) if pseudo_label_paths is None else (
@@ -169,7 +191,8 @@ def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_path
         image, (pseudo,) = augment(image, (pseudo,), crop_size, min_scale, max_scale, seed=seed)
         return {"image": image, "labels": label_vector, "mask": pseudo}
 
-    return _training_stream(columns, load, batch_size, shuffle, repeat, seed)
+    return _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index,
+                            num_shards)
 
 
 def zip_streams(strong, weak):
@@ -196,7 +219,7 @@ def eval_dataset(records, num_classes, batch_size=1, max_size=None):
         if max_size is not None:
             shape = tf.shape(image)
             pads = [[0, max_size[0] - shape[0]], [0, max_size[1] - shape[1]], [0, 0]]
-            mean = tf.constant(MEAN_RGB, tf.float32)
+            mean = tf.constant(IMAGENET_MEAN_RGB, tf.float32)
             image = tf.pad(image - mean, pads) + mean
             mask = tf.cast(tf.pad(tf.cast(mask, tf.int32) - VOID_LABEL, pads) + VOID_LABEL,
                            tf.uint8)

@@ -12,7 +12,7 @@ import dataclasses
 from typing import FrozenSet, Tuple
 
 from tss_keras.data.class_names import resolve_class
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from tss_keras.constants import VOID_LABEL
 from tss_keras.data.palette import atomic_write, save_palette_png
 
 # name, shape, base hue (RGB), texture
@@ -37,12 +38,8 @@ CATEGORY_SETS = {"main": MAIN_CATEGORIES, "agnostic": AGNOSTIC_CATEGORIES}
 VOID_BORDER = 2
 
 
-def _shape_mask(shape, height, width, cy, cx, radius, angle):
-    """Boolean [H, W] mask of one shape centred at (cy, cx)."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    dy, dx = yy - cy, xx - cx
-    c, s = np.cos(angle), np.sin(angle)
-    u, v = (c * dx + s * dy) / radius, (-s * dx + c * dy) / radius
+def shape_mask(shape, u, v):
+    """Boolean mask of a unit-size shape at normalised, rotated coordinates (u, v)."""
     r = np.sqrt(u * u + v * v)
     theta = np.arctan2(v, u)
     if shape == "disc":
@@ -67,6 +64,23 @@ def _shape_mask(shape, height, width, cy, cx, radius, angle):
     if shape == "bar":
         return (abs(u) <= 1.0) & (abs(v) <= 0.35)
     raise ValueError(f"unknown shape {shape!r}")
+
+
+SHAPES = ("disc", "square", "diamond", "ring", "cross", "triangle", "star", "hexagon",
+          "crescent", "bar")
+
+
+def rotated_coordinates(yy, xx, cy, cx, radius, angle):
+    """Coordinates (u, v) of pixel grids ``yy, xx`` in a shape's frame (radius 1)."""
+    dy, dx = yy - cy, xx - cx
+    c, s = np.cos(angle), np.sin(angle)
+    return (c * dx + s * dy) / radius, (-s * dx + c * dy) / radius
+
+
+def _shape_mask(shape, height, width, cy, cx, radius, angle):
+    """Boolean [H, W] mask of one shape centred at (cy, cx)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return shape_mask(shape, *rotated_coordinates(yy, xx, cy, cx, radius, angle))
 
 
 def _texture(kind, height, width, rng):
@@ -99,17 +113,23 @@ def _background(height, width, rng):
     return image + rng.normal(0, 6, size=(height, width, 3))
 
 
-def _border(mask):
-    """Pixels within VOID_BORDER of the mask boundary (VOC-style void band)."""
-    grown, shrunk = mask.copy(), mask.copy()
-    for _ in range(VOID_BORDER):
+def border(mask, width=VOID_BORDER):
+    """Pixels within ``width`` of the mask boundary (VOC-style void band).
+
+    The image edge is not a boundary: an object cut by the edge gets no void
+    there (and none wraps around to the opposite edge).
+    """
+    grown = np.pad(mask, width, mode="edge")
+    shrunk = grown.copy()
+    for _ in range(width):
         g, s = grown.copy(), shrunk.copy()
         for axis in (0, 1):
             for shift in (1, -1):
                 g |= np.roll(grown, shift, axis=axis)
                 s &= np.roll(shrunk, shift, axis=axis)
         grown, shrunk = g, s
-    return grown & ~shrunk
+    inner = (slice(width, -width), slice(width, -width))
+    return grown[inner] & ~shrunk[inner]
 
 
 def render_image(rng, categories, max_objects=3):
@@ -135,10 +155,49 @@ def render_image(rng, categories, max_objects=3):
         fill = colour * (0.55 + 0.45 * pattern)
         image[obj] = fill[obj]
         mask[obj] = class_id
-        void = (void & ~obj) | _border(obj)
-    mask[void] = 255
+        void = (void & ~obj) | border(obj)
+    mask[void] = VOID_LABEL
     image = np.clip(image + rng.normal(0, 4, size=image.shape), 0, 255).astype(np.uint8)
     return image, mask
+
+
+def write_voc_set(out_dir, prefix, split_sizes, render, class_names, meta):
+    """Writes a VOC-layout set: images, palette masks, split lists, class names, meta JSON.
+
+    Args:
+        out_dir: target directory (created).
+        prefix: image-id prefix.
+        split_sizes: {split name: image count}, written in this order.
+        render: a function of no arguments returning (image uint8 [H, W, 3],
+            mask uint8 [H, W]); called once per image, in order.
+        class_names: written to ``class_names.txt``.
+        meta: written to ``synthetic.json`` (last, so its presence marks a
+            finished set), with ``num_images`` and ``class_names`` added.
+
+    Returns:
+        ``{"out_dir": out_dir, **meta}``.
+    """
+    for sub in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation")):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    index = 0
+    for split, count in split_sizes.items():
+        ids = []
+        for _ in range(count):
+            image_id = f"{prefix}_{index:05d}"
+            index += 1
+            image, mask = render()
+            jpg = os.path.join(out_dir, "JPEGImages", image_id + ".jpg")
+            atomic_write(jpg, lambda tmp, im=image: Image.fromarray(im).save(tmp, "JPEG", quality=92))
+            save_palette_png(os.path.join(out_dir, "SegmentationClass", image_id + ".png"), mask)
+            ids.append(image_id)
+        with open(os.path.join(out_dir, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
+            f.write("\n".join(ids) + "\n")
+    with open(os.path.join(out_dir, "class_names.txt"), "w") as f:
+        f.write("\n".join(class_names) + "\n")
+    summary = {**meta, "num_images": index, "class_names": list(class_names)}
+    atomic_write(os.path.join(out_dir, "synthetic.json"),
+                 lambda tmp: open(tmp, "w").write(json.dumps(summary, indent=2)))
+    return {"out_dir": out_dir, **summary}
 
 
 def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main"):
@@ -157,31 +216,11 @@ def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main"):
     """
     categories = CATEGORY_SETS[category_set]
     rng = np.random.default_rng(seed)
-    for sub in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation")):
-        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
-    prefix = "a" if category_set == "agnostic" else "s"
-    splits = {"train": num_train, "val": num_val}
-    index = 0
-    for split, count in splits.items():
-        ids = []
-        for _ in range(count):
-            image_id = f"{prefix}{seed:03d}_{index:05d}"
-            index += 1
-            image, mask = render_image(rng, categories)
-            jpg = os.path.join(out_dir, "JPEGImages", image_id + ".jpg")
-            atomic_write(jpg, lambda tmp, im=image: Image.fromarray(im).save(tmp, "JPEG", quality=92))
-            save_palette_png(os.path.join(out_dir, "SegmentationClass", image_id + ".png"), mask)
-            ids.append(image_id)
-        with open(os.path.join(out_dir, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
-            f.write("\n".join(ids) + "\n")
+    prefix = ("a" if category_set == "agnostic" else "s") + f"{seed:03d}"
     names = ["background"] + [c[0] for c in categories]
-    with open(os.path.join(out_dir, "class_names.txt"), "w") as f:
-        f.write("\n".join(names) + "\n")
-    summary = {"category_set": category_set, "seed": seed, "num_images": index,
-               "class_names": names}
-    with open(os.path.join(out_dir, "synthetic.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return {"out_dir": out_dir, **summary}
+    return write_voc_set(out_dir, prefix, {"train": num_train, "val": num_val},
+                         lambda: render_image(rng, categories), names,
+                         {"category_set": category_set, "seed": seed})
 
 
 def ensure(out_dir, category_set="main", seed=0, num_train=240, num_val=60):

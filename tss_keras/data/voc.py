@@ -19,8 +19,9 @@ from typing import FrozenSet, Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tss_keras.data.class_names import VOID_LABEL, resolve_class
-from tss_keras.data.errors import DataError
+from tss_keras.constants import VOID_LABEL
+from tss_keras.data.class_names import resolve_class
+from tss_keras.errors import DataError
 from tss_keras.data.palette import colours_to_ids
 
 MASK_DIRS = ("SegmentationClass", "SegmentationClassAug")

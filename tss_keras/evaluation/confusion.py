@@ -2,7 +2,7 @@
 
 import numpy as np
 
-VOID = 255
+from tss_keras.constants import VOID_LABEL
 
 
 def confusion_matrix(prediction, target, num_classes):
@@ -14,7 +14,7 @@ def confusion_matrix(prediction, target, num_classes):
     """
     target = np.asarray(target).reshape(-1).astype(np.int64)
     prediction = np.asarray(prediction).reshape(-1).astype(np.int64)
-    keep = (target != VOID) & (prediction != VOID)
+    keep = (target != VOID_LABEL) & (prediction != VOID_LABEL)
     index = target[keep] * num_classes + prediction[keep]
     return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 

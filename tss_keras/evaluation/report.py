@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 from tss_keras.evaluation.confusion import iou_per_class, mean_iou
 
 
@@ -47,8 +47,22 @@ def read_baseline(baseline_path, class_names):
 
 
 def add_baseline_ratio(results, baseline_path):
-    """Adds ``ratio_to_baseline`` from another run's results.json (same class list)."""
+    """Adds ``ratio_to_baseline`` from another run's results.json (same class list).
+
+    When both results record their training (``training``: steps and images
+    per step), they must match: a ratio between runs that saw different
+    amounts of data says nothing about transfer.
+    """
     baseline = read_baseline(baseline_path, results["class_names"])
+    ours, theirs = results.get("training"), baseline.get("training")
+    if ours and theirs:
+        keys = ("steps", "images_per_step")
+        if any(ours.get(k) != theirs.get(k) for k in keys):
+            raise DataError(
+                f"{baseline_path}: --baseline_results is not comparable: it trained "
+                f"{theirs.get('steps')} steps x {theirs.get('images_per_step')} images, this run "
+                f"{ours.get('steps')} x {ours.get('images_per_step')} (use the same --pnet_steps "
+                f"and --batch_size)")
 
     def ratio(key):
         if results.get(key) is None or not baseline.get(key):

@@ -15,106 +15,79 @@ import numpy as np
 import tensorflow as tf
 
 from tss_keras.data.class_names import load_class_names
-from tss_keras.data.errors import DataError
 from tss_keras.data.voc import load_split, read_image
-from tss_keras.errors import UsageError
+from tss_keras.errors import DataError, UsageError
+from tss_keras.files import write_json
+from tss_keras.layout import ExportLayout, RunLayout
 from tss_keras.exporting import serving, tflite
 from tss_keras.exporting.parity import ParityReport, resize_image
 from tss_keras.models.encoder import encoder_of
 
-FORMATS = ("saved_model", "tflite", "keras")
-DEFAULT_THRESHOLDS = {"saved_model": 0.999, "saved_model_predict_images": 0.999,
-                      "tflite_none": 0.995, "tflite_fp16": 0.99, "tflite_int8": 0.95,
-                      "keras": 0.999}
-RUN_CONFIG = "run_config.json"
+THRESHOLD_SETTINGS = {  # parity report artifact -> the setting holding its threshold
+    "saved_model": "min_saved_model_agreement",
+    "saved_model_predict_images": "min_saved_model_agreement",
+    "keras": "min_saved_model_agreement",
+    "tflite_none": "min_tflite_float_agreement",
+    "tflite_fp16": "min_tflite_fp16_agreement",
+    "tflite_int8": "min_tflite_int8_agreement",
+}
 
 
-def read_run_config(model_dir):
-    """The settings a run was trained with (``<model_dir>/run_config.json``)."""
-    path = os.path.join(model_dir, RUN_CONFIG)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: not a trainers.run model_dir (no {RUN_CONFIG})") from None
+def _records(config, split, count, spread=False):
+    names = load_class_names(config.data.class_names_file)
+    records, _ = load_split(config.data.data_dir, split, names, skip_bad=True)
+    if spread:
+        records = records[::max(1, len(records) // count)]
+    return records[:count]
 
 
-def next_version(model_root):
-    """1 + the largest integer version folder under ``model_root`` (1 if none)."""
-    versions = [int(n) for n in os.listdir(model_root) if n.isdigit()] if os.path.isdir(model_root) else []
-    return max(versions, default=0) + 1
+def check_exportable(model_dir):
+    """Raises a DataError unless ``model_dir`` holds a trained P-Net."""
+    path = RunLayout(model_dir).pnet_model
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no trained P-Net in --model_dir; run the pnet stage first")
 
 
-def _parity_images(run, count):
-    names = load_class_names(run.get("class_names_file"))
-    records, _ = load_split(run["data_dir"], run.get("eval_split", "val"), names, skip_bad=True)
-    return [r.image_path for r in records[:count]]
+def export_run(config):
+    """Exports a run's P-Net as ``config.export`` says; returns the parity report.
 
-
-def _calibration_images(run, size, count=32):
-    names = load_class_names(run.get("class_names_file"))
-    records, _ = load_split(run["data_dir"], run.get("train_split", "train"), names, skip_bad=True)
-    step = max(1, len(records) // count)
-    return [resize_image(read_image(r.image_path), size) for r in records[::step][:count]]
-
-
-def export_run(model_dir, export_dir, model_name="ts3", version=None, formats=FORMATS,
-               quantizations=("none", "fp16", "int8"), tflite_input_size=None,
-               num_parity_images=20, thresholds=None, overwrite=False, data_dir=None):
-    """Exports the run's P-Net and returns the parity report (also written as JSON).
+    The report is also written to ``parity_<N>.json`` beside the version.
 
     Args:
-        model_dir: a ``trainers.run`` model_dir with ``pnet/pnet.keras``.
-        export_dir: the TF Serving base path; versions go to
-            ``<export_dir>/<model_name>/<version>/``.
-        model_name: the TF Serving model name.
-        version: an integer; None takes the next free one.
-        formats: any of ``saved_model``, ``tflite``, ``keras``.
-        quantizations: TFLite variants: ``none`` (float32), ``fp16``, ``int8``.
-        tflite_input_size: (height, width); default the run's crop size.
-        num_parity_images: validation images for the parity check.
-        thresholds: {artifact: minimum argmax agreement}; see DEFAULT_THRESHOLDS.
-        overwrite: replace an existing version.
-        data_dir: override the run's data_dir (for parity and int8 calibration).
+        config: the RunConfig of the run (``RunConfig.read(model_dir)``), with
+            ``export`` settings and, optionally, another ``data_dir`` (for the
+            parity images and int8 calibration).
     """
-    pnet_path = os.path.join(model_dir, "pnet", "pnet.keras")
-    if not os.path.isfile(pnet_path):
-        raise DataError(f"{pnet_path}: no trained P-Net in --model_dir; run the pnet stage first")
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise UsageError(f"--formats: unknown format(s) {unknown} (choose from {', '.join(FORMATS)})")
-    bad_q = [q for q in quantizations if q not in tflite.QUANTIZATIONS]
-    if bad_q:
-        raise UsageError(f"--tflite_quantization: unknown {bad_q} (choose from none, fp16, int8)")
-    run = read_run_config(model_dir)
-    if data_dir:
-        run["data_dir"] = data_dir
-    class_names = load_class_names(run.get("class_names_file"))
-    model_root = os.path.join(export_dir, model_name)
-    version = int(version) if version is not None else next_version(model_root)
-    target = os.path.join(model_root, str(version))
-    artifacts_target = os.path.join(model_root, f"artifacts_{version}")
-    if os.path.exists(target) and not overwrite:
-        raise UsageError(f"--version: {target} exists already; pass --overwrite to replace it")
-    size = tuple(tflite_input_size or run.get("crop_size") or (321, 321))
-
-    staging = os.path.join(model_root, f".staging-{version}-{os.getpid()}")
+    run_layout = RunLayout(config.model_dir)
+    export = config.export
+    check_exportable(config.model_dir)
+    class_names = load_class_names(config.data.class_names_file)
+    layout = ExportLayout(export.export_dir or run_layout.default_export_dir, export.model_name)
+    version = export.export_version if export.export_version is not None else layout.next_version()
+    target, artifacts_target = layout.version_dir(version), layout.artifacts_dir(version)
+    taken = [p for p in (target, artifacts_target) if os.path.exists(p)]
+    if taken and not config.overwrite:
+        raise UsageError(f"--export_version: {taken[0]} exists already; pass --overwrite to "
+                         f"replace version {version}")
+    size = tuple(export.tflite_input_size or config.data.crop_size)
+    staging = layout.staging_dir(version)
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(os.path.join(staging, "artifacts"))
     try:
-        report = _build_and_check(pnet_path, model_dir, run, class_names, staging, formats,
-                                  quantizations, size, num_parity_images, thresholds)
-        report.update(model_name=model_name, version=version)
+        thresholds = {name: getattr(export, setting)
+                      for name, setting in THRESHOLD_SETTINGS.items()}
+        report = _build_and_check(config, run_layout, class_names, staging, size, thresholds)
+        report.update(model_name=export.model_name, version=version,
+                      exported_with={"tensorflow": tf.__version__, "keras": keras.__version__})
         if not report["passed"]:
             failed = [n for n, a in report["artifacts"].items() if not a["passed"]]
             print(json.dumps(report, indent=2))
-            raise DataError(f"{model_root}: export failed the parity check for {failed}; "
+            raise DataError(f"{layout.root}: export failed the parity check for {failed}; "
                             f"no version {version} was written")
-        _move_into_place(staging, target, artifacts_target, "saved_model" in formats)
-        report["saved_model"] = target if "saved_model" in formats else None
+        _move_into_place(staging, target, artifacts_target, "saved_model" in export.export_formats)
+        report["saved_model"] = target if "saved_model" in export.export_formats else None
         report["artifacts_dir"] = artifacts_target
-        with open(os.path.join(model_root, f"parity_{version}.json"), "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(layout.parity_report(version), report)
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -132,18 +105,18 @@ def _move_into_place(staging, target, artifacts_target, has_saved_model):
         os.replace(os.path.join(staging, "saved_model"), target)
 
 
-def _build_and_check(pnet_path, model_dir, run, class_names, staging, formats, quantizations,
-                     size, num_parity_images, thresholds):
-    pnet = keras.saving.load_model(pnet_path, safe_mode=True)
+def _build_and_check(config, run_layout, class_names, staging, size, thresholds):
+    export = config.export
+    pnet = keras.saving.load_model(run_layout.pnet_model, safe_mode=True)
     num_classes = len(class_names)
-    images = _parity_images(run, num_parity_images)
-    report = ParityReport({**DEFAULT_THRESHOLDS, **(thresholds or {})})
+    images = [r.image_path for r in _records(config, config.data.eval_split, export.parity_images)]
+    report = ParityReport(thresholds)
     decoded = [tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False)
                for p in images]
     reference = [pnet(tf.cast(img, tf.float32)[None], training=False).numpy()[0] for img in decoded]
     artifacts_dir = os.path.join(staging, "artifacts")
 
-    if "saved_model" in formats:
+    if "saved_model" in export.export_formats:
         path = os.path.join(staging, "saved_model")
         serving.write_saved_model(pnet, num_classes, path, class_names)
         loaded = tf.saved_model.load(path)
@@ -153,20 +126,22 @@ def _build_and_check(pnet_path, model_dir, run, class_names, staging, formats, q
             report.add_classes("saved_model", ref, out["classes"].numpy()[0])
             logits = predict(images=tf.cast(image, tf.float32)[None])["logits"].numpy()[0]
             report.add("saved_model_predict_images", ref, logits)
-    if "keras" in formats:
-        lnet_path = os.path.join(model_dir, "lnet", "lnet.keras")
-        shutil.copy(pnet_path, os.path.join(artifacts_dir, "pnet.keras"))
+    if "keras" in export.export_formats:
+        shutil.copy(run_layout.pnet_model, os.path.join(artifacts_dir, "pnet.keras"))
         encoder_of(pnet).save(os.path.join(artifacts_dir, "encoder.keras"))
-        if os.path.isfile(lnet_path):
-            shutil.copy(lnet_path, os.path.join(artifacts_dir, "lnet.keras"))
+        if os.path.isfile(run_layout.lnet_model):
+            shutil.copy(run_layout.lnet_model, os.path.join(artifacts_dir, "lnet.keras"))
         copy = keras.saving.load_model(os.path.join(artifacts_dir, "pnet.keras"), safe_mode=True)
         for image, ref in zip(decoded, reference):
             report.add("keras", ref, copy(tf.cast(image, tf.float32)[None]).numpy()[0])
-    if "tflite" in formats:
+    if "tflite" in export.export_formats:
         resized = [resize_image(image, size) for image in decoded]
         resized_reference = [pnet(img[None], training=False).numpy()[0] for img in resized]
-        for quantization in quantizations:
-            calibration = _calibration_images(run, size) if quantization == "int8" else None
+        for quantization in export.tflite_quantization:
+            calibration = None
+            if quantization == "int8":
+                calibration = [resize_image(read_image(r.image_path), size) for r in
+                               _records(config, config.data.train_split, 32, spread=True)]
             model = tflite.convert(pnet, size, quantization, calibration)
             path = os.path.join(artifacts_dir, f"model_{quantization}.tflite")
             with open(path, "wb") as f:

@@ -3,9 +3,7 @@
 import keras
 import tensorflow as tf
 
-from tss_keras.data.pipeline import MEAN_RGB
-
-VOID = 255
+from tss_keras.constants import IMAGENET_MEAN_RGB, VOID_LABEL
 
 
 def _decode(image_bytes):
@@ -23,7 +21,7 @@ def make_serving_functions(pnet, num_classes):
     bytes raise InvalidArgument. ``predict_images(images)``: float32 RGB 0..255
     [B, H, W, 3] -> ``logits`` and ``classes``.
     """
-    mean = tf.constant(MEAN_RGB, tf.float32)
+    mean = tf.constant(IMAGENET_MEAN_RGB, tf.float32)
 
     def run(images, sizes):
         probabilities = tf.nn.softmax(pnet(images, training=False), axis=-1)
@@ -31,7 +29,7 @@ def make_serving_functions(pnet, num_classes):
         rows = tf.range(shape[1])[None, :, None] < sizes[:, 0, None, None]
         cols = tf.range(shape[2])[None, None, :] < sizes[:, 1, None, None]
         inside = rows & cols
-        classes = tf.where(inside, tf.argmax(probabilities, axis=-1, output_type=tf.int32), VOID)
+        classes = tf.where(inside, tf.argmax(probabilities, axis=-1, output_type=tf.int32), VOID_LABEL)
         return classes, probabilities * tf.cast(inside, tf.float32)[..., None]
 
     def serve_bytes(image_bytes):

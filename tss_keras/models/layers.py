@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from tss_keras.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+
 _PACKAGE = "tss_keras"
 
 
@@ -15,9 +17,6 @@ class Preprocess(keras.layers.Layer):
             ``"tf"`` (scaled to -1..1: MobileNetV2) or ``"torch"`` (mean/std).
     """
 
-    _MEAN = (123.675, 116.28, 103.53)
-    _STD = (58.395, 57.12, 57.375)
-
     def __init__(self, mode="caffe", **kwargs):
         super().__init__(**kwargs)
         self.mode = mode
@@ -26,10 +25,10 @@ class Preprocess(keras.layers.Layer):
         images = tf.cast(images, self.compute_dtype)
         if self.mode == "tf":
             return images / 127.5 - 1.0
-        mean = tf.constant(self._MEAN, self.compute_dtype)
+        mean = tf.constant(IMAGENET_MEAN_RGB, self.compute_dtype)
         if self.mode == "caffe":
             return tf.reverse(images - mean, axis=[-1])
-        return (images - mean) / tf.constant(self._STD, self.compute_dtype)
+        return (images - mean) / tf.constant(IMAGENET_STD_RGB, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

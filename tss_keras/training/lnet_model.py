@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from tss_keras.training import losses
+from tss_keras.training.precision import apply_gradients, scale_loss
 
 
 class LNetTrainer(keras.Model):
@@ -62,11 +63,9 @@ class LNetTrainer(keras.Model):
     def train_step(self, data):
         with tf.GradientTape() as tape:
             total, agnostic, cls = self.compute_losses(data, training=True)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = total / tf.cast(replicas, tf.float32)
+            scaled = scale_loss(self.optimizer, losses.per_replica(total))
         variables = self.lnet.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
+        apply_gradients(self.optimizer, tape.gradient(scaled, variables), variables)
         self.loss_tracker.update_state(total)
         self.agnostic_tracker.update_state(agnostic)
         self.cls_tracker.update_state(cls)

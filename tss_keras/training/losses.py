@@ -6,7 +6,7 @@ the replica count (gradients are summed across replicas, design.md §3).
 
 import tensorflow as tf
 
-VOID = 255
+from tss_keras.constants import VOID_LABEL
 
 
 def labels_from_mask(mask, num_classes):
@@ -20,8 +20,8 @@ def labels_from_mask(mask, num_classes):
 def agnostic_targets(mask):
     """(foreground float [B, H, W, 1], valid float [B, H, W, 1]) from class masks."""
     mask = tf.cast(mask, tf.int32)
-    valid = tf.cast(mask != VOID, tf.float32)
-    foreground = tf.cast((mask != 0) & (mask != VOID), tf.float32)
+    valid = tf.cast(mask != VOID_LABEL, tf.float32)
+    foreground = tf.cast((mask != 0) & (mask != VOID_LABEL), tf.float32)
     return foreground, valid
 
 
@@ -51,13 +51,18 @@ def multilabel_bce_per_image(logits, labels):
 def segmentation_ce_per_image(logits, mask):
     """Softmax cross-entropy of [B, H, W, C] logits vs a class mask, void ignored."""
     mask = tf.cast(mask[..., 0], tf.int32)
-    valid = tf.cast(mask != VOID, tf.float32)
-    safe = tf.where(mask == VOID, 0, mask)
+    valid = tf.cast(mask != VOID_LABEL, tf.float32)
+    safe = tf.where(mask == VOID_LABEL, 0, mask)
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe, logits=tf.cast(logits, tf.float32))
     return masked_mean_per_image(ce, valid)
 
 
-def replica_mean(per_image):
-    """Batch mean scaled so that summing replica gradients gives the global mean."""
+def per_replica(loss):
+    """A replica's mean loss divided by the replica count.
+
+    Gradients are summed across replicas, so this makes the applied gradient
+    that of the global batch mean (design note: a hand-written mean is not
+    divided by the replica count the way keras.losses are).
+    """
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return tf.reduce_mean(per_image) / tf.cast(replicas, tf.float32)
+    return loss / tf.cast(replicas, loss.dtype)

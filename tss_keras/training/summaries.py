@@ -1,43 +1,47 @@
-"""TensorBoard image summaries of the L-Net on a fixed batch."""
+"""TensorBoard image summaries written by the training loop's hooks (on the chief)."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from tss_keras.data.palette import colorize
 
-class LNetImages(keras.callbacks.Callback):
-    """Writes image, agnostic map and top CAM of a fixed batch at each epoch end.
 
-    Args:
-        lnet: the L-Net model.
-        images: float32 [N, H, W, 3] RGB 0..255 sample batch.
-        log_dir: TensorBoard directory.
-    """
+def first_images(dataset, count=4, stream=None):
+    """The first ``count`` images of a batched dataset (``stream`` picks one of a zipped pair)."""
+    batch = next(iter(dataset))
+    if stream is not None:
+        batch = batch[stream]
+    return np.asarray(batch["image"][:count])
 
-    def __init__(self, lnet, images, log_dir):
-        super().__init__()
-        self.lnet = lnet
-        self.images = images
-        self.writer = tf.summary.create_file_writer(log_dir)
 
-    def on_epoch_end(self, epoch, logs=None):
-        outputs = self.lnet(self.images, training=False)
-        agnostic = tf.sigmoid(outputs["agnostic"])
-        cam = tf.nn.relu(outputs["cam"])
+def lnet_image_hook(lnet, images, log_dir):
+    """A hook ``f(step)`` writing image, agnostic map and top CAM of a fixed batch."""
+    writer = tf.summary.create_file_writer(log_dir)
+
+    def hook(step):
+        outputs = lnet(images, training=False)
+        agnostic = tf.sigmoid(tf.cast(outputs["agnostic"], tf.float32))
+        cam = tf.nn.relu(tf.cast(outputs["cam"], tf.float32))
         top = tf.argmax(outputs["logits"], axis=-1)
         cam = tf.gather(cam, top, axis=-1, batch_dims=1)[..., None]
         cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=[1, 2, 3], keepdims=True))
-        cam = tf.image.resize(cam, tf.shape(self.images)[1:3])
-        step = int(self.model.optimizer.iterations.numpy())
-        with self.writer.as_default():
-            tf.summary.image("lnet/image", self.images / 255.0, step=step, max_outputs=4)
-            tf.summary.image("lnet/agnostic", agnostic, step=step, max_outputs=4)
-            tf.summary.image("lnet/top_cam", cam, step=step, max_outputs=4)
-        self.writer.flush()
+        cam = tf.image.resize(cam, tf.shape(images)[1:3])
+        with writer.as_default(step=step):
+            tf.summary.image("lnet/image", images / 255.0, max_outputs=4)
+            tf.summary.image("lnet/agnostic", agnostic, max_outputs=4)
+            tf.summary.image("lnet/top_cam", cam, max_outputs=4)
+        writer.flush()
+    return hook
 
 
-def sample_images(dataset, count=4):
-    """The first ``count`` images of a batched dataset's ``image`` field."""
-    batch = next(iter(dataset))
-    first = batch[0] if isinstance(batch, tuple) else batch
-    return np.asarray(first["image"][:count])
+def prediction_image_hook(pnet, images, log_dir, tag="pnet/weak_prediction"):
+    """A hook ``f(step)`` writing the P-Net's predictions on fixed images beside them."""
+    writer = tf.summary.create_file_writer(log_dir)
+
+    def hook(step):
+        classes = tf.argmax(pnet(images, training=False), axis=-1).numpy()
+        pairs = np.concatenate([images.astype(np.uint8), colorize(classes)], axis=2)
+        with writer.as_default(step=step):
+            tf.summary.image(tag, pairs, max_outputs=4)
+        writer.flush()
+    return hook

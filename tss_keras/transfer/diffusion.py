@@ -17,9 +17,8 @@ Everything is batched TF ops.
 
 import tensorflow as tf
 
+from tss_keras.constants import VOID_LABEL
 from tss_keras.errors import UsageError
-
-VOID = 255
 
 
 def _offsets(radius):
@@ -129,7 +128,7 @@ def scores_to_labels(scores, labels, confidence=0.6):
     masked = tf.where(allowed > 0, scores, -1.0)
     winner = tf.argmax(masked, axis=-1, output_type=tf.int32)
     best = tf.reduce_max(masked, axis=-1)
-    return tf.where(best < confidence, VOID, winner)
+    return tf.where(best < confidence, VOID_LABEL, winner)
 
 
 def cam_argmax_labels(cams, labels, size, background_threshold=0.25):

@@ -1,25 +1,77 @@
-"""Scores L-Net label transfer directly against masks (benchmarks, not training)."""
+"""Scores label transfer against masks: pseudo-label IoU, coverage, agnostic IoU, classifier mAP.
+
+Used by the benchmarks and by self-calibration; never by training on weak
+images (their masks are hidden from it).
+"""
+
+import dataclasses
 
 import numpy as np
 
-from tss_keras.data.pipeline import multi_hot
-from tss_keras.data.voc import read_image, read_mask
-from tss_keras.evaluation.confusion import confusion_matrix
-from tss_keras.transfer.pseudo_labels import LabelTransfer
+from tss_keras.constants import VOID_LABEL
+from tss_keras.evaluation.confusion import confusion_matrix, mean_iou
 
 
-def label_transfer_confusion(lnet, records, num_classes, diffusion):
-    """Confusion of L-Net + diffusion given each image's true label set.
+@dataclasses.dataclass
+class PseudoLabelScore:
+    """Accumulates pseudo-labels against ground truth in two ways.
 
-    The records need masks (a fully annotated split): labels are read from
-    them, as a user would supply image-level labels. Void pseudo-labels count
-    as background, so abstaining is not rewarded.
+    ``scored`` ignores void pseudo-labels (they count for nothing);
+    ``strict`` counts a void pseudo-label as background, so abstaining on an
+    object pixel is a miss. ``covered`` / ``labelled`` is the coverage: the
+    share of ground-truth pixels (void excluded) given a class.
     """
-    transfer = LabelTransfer(lnet, num_classes, diffusion)
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    for record in records:
-        image = read_image(record.image_path).astype(np.float32)[None]
-        label = transfer(image, multi_hot(record.labels, num_classes)[None])[0]
-        label[label == 255] = 0
-        confusion += confusion_matrix(label, read_mask(record.mask_path, num_classes), num_classes)
-    return confusion
+
+    num_classes: int
+    scored: np.ndarray = None
+    strict: np.ndarray = None
+    covered: int = 0
+    labelled: int = 0
+
+    def __post_init__(self):
+        k = self.num_classes
+        self.scored = np.zeros((k, k), np.int64) if self.scored is None else self.scored
+        self.strict = np.zeros((k, k), np.int64) if self.strict is None else self.strict
+
+    def add(self, prediction, truth):
+        """Adds one image's pseudo-label [H, W] (255 void) and mask [H, W]."""
+        prediction, truth = np.asarray(prediction), np.asarray(truth)
+        self.scored += confusion_matrix(prediction, truth, self.num_classes)
+        self.strict += confusion_matrix(np.where(prediction == VOID_LABEL, 0, prediction), truth,
+                                        self.num_classes)
+        labelled = truth != VOID_LABEL
+        self.labelled += int(labelled.sum())
+        self.covered += int((labelled & (prediction != VOID_LABEL)).sum())
+
+    def summary(self, classes):
+        """{miou, miou_void_as_background, coverage} over ``classes`` (ids)."""
+        return {"miou": mean_iou(self.scored, classes),
+                "miou_void_as_background": mean_iou(self.strict, classes),
+                "coverage": self.covered / self.labelled if self.labelled else None}
+
+
+def foreground_iou(probability, truth, threshold=0.5):
+    """(intersection, union) of ``probability > threshold`` vs any-class pixels, void ignored."""
+    truth = np.asarray(truth)
+    valid = truth != VOID_LABEL
+    predicted = (np.asarray(probability) > threshold) & valid
+    actual = (truth > 0) & valid
+    return int((predicted & actual).sum()), int((predicted | actual).sum())
+
+
+def average_precision(scores, positives):
+    """Average precision of one class's scores [N] against binary labels [N] (None if no positive)."""
+    positives = np.asarray(positives, bool)
+    if not positives.any():
+        return None
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    hits = positives[order]
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())
+
+
+def mean_average_precision(scores, labels):
+    """mAP over the classes with at least one positive; scores, labels [N, K]."""
+    aps = [average_precision(scores[:, k], labels[:, k]) for k in range(np.shape(labels)[1])]
+    aps = [ap for ap in aps if ap is not None]
+    return float(np.mean(aps)) if aps else None

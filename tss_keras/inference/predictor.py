@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tss_keras.data.errors import DataError
+from tss_keras.errors import DataError
 from tss_keras.exporting.tflite import TFLiteRunner
 
 

@@ -2,12 +2,13 @@
 
 import os
 
-import keras
 import numpy as np
 from PIL import Image
 
-from tss_keras.data.errors import DataError
-from tss_keras.data.palette import atomic_write, colorize, save_palette_png
+from tss_keras.errors import DataError
+from tss_keras.data.palette import colorize, save_palette_png
+from tss_keras.files import atomic_write
+from tss_keras.progress import Progress
 from tss_keras.data.voc import IMAGE_EXTENSIONS
 
 
@@ -31,7 +32,7 @@ def segment(predictor, input_path, output_dir, alpha=0.5):
     """
     files = list_images(input_path)
     os.makedirs(output_dir, exist_ok=True)
-    progress = keras.utils.Progbar(len(files), unit_name="image", verbose=1 if len(files) > 1 else 0)
+    progress = Progress(len(files), "segment", "image", enabled=len(files) > 1)
     written = []
     for i, path in enumerate(files):
         image, classes = predictor.classes(path)

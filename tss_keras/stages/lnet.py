@@ -1,0 +1,119 @@
+"""The ``lnet`` stage: trains the L-Net and saves ``<model_dir>/lnet/lnet.keras``."""
+
+import os
+
+from tss_keras.data.class_names import load_class_names
+from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
+from tss_keras.data.pools import WeakExample
+from tss_keras.data.voc import load_split
+from tss_keras.errors import DataError, UsageError
+from tss_keras.files import save_model
+from tss_keras.models.encoder import build_encoder
+from tss_keras.models.lnet import build_lnet
+from tss_keras.stages.base import Stage, seed_everything
+from tss_keras.training.lnet_model import LNetTrainer
+from tss_keras.training.loop import TrainingLoop
+from tss_keras.training.optimizers import make_optimizer
+from tss_keras.training.precision import dtype_policy_scope, with_loss_scaling
+from tss_keras.training.summaries import first_images, lnet_image_hook
+
+# What a trained encoder depends on (the L-Net's and the P-Net's alike).
+ENCODER_SETTINGS = ("backbone", "output_stride", "weights", "crop_size", "batch_size",
+                    "min_scale", "max_scale", "optimizer", "weight_decay", "mixed_precision",
+                    "seed")
+
+
+def per_replica_batch(batch_size, strategy):
+    """The batch each replica takes; the global batch must split evenly."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UsageError(f"--batch_size: {batch_size} does not split evenly over "
+                         f"{replicas} replicas")
+    return batch_size // replicas
+
+
+def mask_stream_examples(config, training_set):
+    """Masked examples for the agnostic head, and the class count of their masks.
+
+    Returns (examples, number of classes in their masks, whether their masks
+    use the run's class list, so their labels can train the classifier too).
+    """
+    data = config.data
+    if data.agnostic_data_dir:
+        names_file = os.path.join(data.agnostic_data_dir, "class_names.txt")
+        names = load_class_names(names_file if os.path.isfile(names_file) else None)
+        records, _ = load_split(data.agnostic_data_dir, data.train_split, names,
+                                skip_bad=data.skip_bad)
+        examples = [r for r in records if r.mask_path is not None]
+        if not examples:
+            raise DataError(f"{data.agnostic_data_dir}: --agnostic_data_dir has no masks "
+                            f"in split {data.train_split!r}")
+        return examples, len(names), False
+    if not training_set.pools.strong:
+        raise DataError("--strong_classes: the strong pool is empty, so the class-agnostic "
+                        "head has no masks; pass --agnostic_data_dir (the 0 % setting)")
+    return list(training_set.pools.strong), training_set.num_classes, True
+
+
+class LNetStage(Stage):
+    """Trains the L-Net: agnostic head on masks, CAM classifier on every image's labels."""
+
+    name = "lnet"
+    settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr")
+
+    def upstream(self, config):
+        return "data"
+
+    def output(self, layout):
+        return layout.lnet_model
+
+    def owned_paths(self, layout):
+        return [layout.stage_dir("lnet")]
+
+    def run(self, context):
+        config, layout, strategy = context.config, context.layout, context.strategy
+        seed_everything(config.train.seed)
+        training_set = context.training_set
+        num_classes = training_set.num_classes
+        mask_examples, mask_classes, own_classes = mask_stream_examples(config, training_set)
+        label_examples = [WeakExample(r.image_id, r.image_path, r.labels)
+                          for r in training_set.records]
+        data = config.data
+        batch = per_replica_batch(data.batch_size, strategy)
+        stream = dict(crop_size=data.crop_size, batch_size=batch, min_scale=data.min_scale,
+                      max_scale=data.max_scale, seed=config.train.seed)
+
+        def make_stream(shard_index, num_shards):
+            return zip_streams(
+                strong_dataset(mask_examples, mask_classes, shard_index=shard_index,
+                               num_shards=num_shards, **stream),
+                weak_dataset(label_examples, num_classes, shard_index=shard_index,
+                             num_shards=num_shards, **stream))
+
+        mixed = config.train.mixed_precision
+        with strategy.scope(), dtype_policy_scope(mixed):
+            encoder = build_encoder(config.model.backbone, config.model.output_stride,
+                                    config.model.weights, sync_bn=config.model.sync_bn)
+            lnet = build_lnet(encoder, num_classes)
+            trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes)
+            optimizer = with_loss_scaling(make_optimizer(
+                config.train.optimizer, config.lnet.lnet_lr, config.lnet.lnet_steps,
+                config.train.weight_decay), mixed)
+            trainer.compile(optimizer=optimizer)
+            optimizer.build(lnet.trainable_variables)
+        context.say(f"L-Net: {len(mask_examples)} masked images "
+                    f"({'agnostic set' if data.agnostic_data_dir else 'strong pool'}), "
+                    f"{len(label_examples)} labelled images, "
+                    f"{strategy.num_replicas_in_sync} replica(s)")
+        hooks = []
+        if context.cluster.is_chief:
+            sample = first_images(weak_dataset(label_examples, num_classes, **stream))
+            hooks.append(lnet_image_hook(lnet, sample, os.path.join(layout.logs("lnet"),
+                                                                    "images")))
+        TrainingLoop(strategy, trainer, make_stream, config.lnet.lnet_steps,
+                     layout.checkpoints("lnet"), {"model": lnet, "optimizer": optimizer},
+                     config.train.checkpoint_every, layout.logs("lnet"), context.cluster,
+                     name="lnet", jit_compile=config.train.xla, hooks=hooks).run()
+        if context.cluster.is_chief:
+            save_model(lnet, layout.lnet_model)
+        return layout.lnet_model
