@@ -52,7 +52,8 @@ def _batch(rng, n, num_classes, size=48):
 
 def _trainer(strategy, num_classes=4, sync_bn=False, optimizer="adam"):
     with strategy.scope():
-        lnet = build_lnet(build_encoder("tiny", 8, sync_bn=sync_bn), num_classes=num_classes)
+        lnet = build_lnet(build_encoder("tiny", 8, sync_bn=sync_bn), num_classes=num_classes,
+                          sync_bn=sync_bn)
         trainer = LNetTrainer(lnet, num_classes)
         opt = make_optimizer(optimizer, 1e-2, 10)
         trainer.compile(optimizer=opt)

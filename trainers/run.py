@@ -36,6 +36,9 @@ def main(argv):
                                         config.distribute.cpu_replicas)
     from tss_keras.stages import run_stages
 
+    if cluster.multi_worker:
+        print(f"worker {cluster.worker_index} of {cluster.num_workers} joined "
+              f"({strategy.num_replicas_in_sync} replicas in all)", flush=True)
     layout = RunLayout(config.model_dir)
     if cluster.is_chief:
         os.makedirs(config.model_dir, exist_ok=True)

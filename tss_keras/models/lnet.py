@@ -5,7 +5,7 @@ import keras
 from tss_keras.models.layers import ConvHead, GlobalAveragePool, ResizeLike
 
 
-def build_lnet(encoder, num_classes, head_channels=128, name="lnet"):
+def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, name="lnet"):
     """Builds the L-Net functional model on a shared encoder.
 
     The class-agnostic head gives one foreground logit per pixel, trained on
@@ -18,6 +18,8 @@ def build_lnet(encoder, num_classes, head_channels=128, name="lnet"):
         encoder: a model from ``build_encoder``.
         num_classes: classes including background (K + 1).
         head_channels: hidden channels of the agnostic head.
+        sync_bn: synchronised batch norm in the agnostic head (the encoder
+            takes its own ``sync_bn``).
 
     Returns:
         A model: image [B, H, W, 3] RGB 0..255 -> dict with ``agnostic``
@@ -29,7 +31,7 @@ def build_lnet(encoder, num_classes, head_channels=128, name="lnet"):
     """
     image = keras.Input((None, None, 3), name="image")
     features = encoder(image)
-    agnostic = ConvHead(1, hidden=head_channels, name="agnostic_head")(features)
+    agnostic = ConvHead(1, hidden=head_channels, sync_bn=sync_bn, name="agnostic_head")(features)
     agnostic = ResizeLike(name="agnostic_resize")([agnostic, image])
     cam = ConvHead(num_classes - 1, hidden=0, name="cam_head")(features)
     logits = GlobalAveragePool(name="cam_pool")(cam)

@@ -94,7 +94,7 @@ class LNetStage(Stage):
         with strategy.scope(), dtype_policy_scope(mixed):
             encoder = build_encoder(config.model.backbone, config.model.output_stride,
                                     config.model.weights, sync_bn=config.model.sync_bn)
-            lnet = build_lnet(encoder, num_classes)
+            lnet = build_lnet(encoder, num_classes, sync_bn=config.model.sync_bn)
             trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes)
             optimizer = with_loss_scaling(make_optimizer(
                 config.train.optimizer, config.lnet.lnet_lr, config.lnet.lnet_steps,

@@ -208,4 +208,39 @@ class TrainingLoop:
             if preemption:
                 preemption[1].close()
             writer.close()
+        if self.cluster.multi_worker:
+            self.check_workers_agree()
         return int(self.step.numpy())
+
+    def check_workers_agree(self):
+        """Checks every worker ends with the same weights (a restore mix-up would not).
+
+        Each replica reduces its copy of the weights to one number and
+        compares it with the mean over all replicas; the count of replicas
+        that differ is summed, so every worker reaches the same verdict.
+        """
+        def fingerprint():
+            total = tf.constant(0.0, tf.float64)
+            for i, variable in enumerate(self.trainer.trainable_variables):
+                values = tf.cast(tf.reshape(variable, [-1]), tf.float64)
+                total += tf.reduce_sum(values * (1.0 + 0.1 * i)) + tf.reduce_sum(values ** 2)
+            return total
+
+        @tf.function
+        def disagreeing():
+            def replica():
+                own = fingerprint()
+                mean = tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.MEAN, own)
+                tolerance = 1e-6 * tf.maximum(tf.constant(1.0, tf.float64), tf.abs(mean))
+                return tf.cast(tf.abs(own - mean) > tolerance,
+                               tf.float64)
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                        self.strategy.run(replica), axis=None)
+
+        if float(disagreeing()) > 0:
+            raise RuntimeError(f"{self.name}: the workers' weights differ after training; they "
+                               f"did not resume from the same checkpoint")
+        if self.cluster.is_chief and self.verbose:
+            print(f"{self.name}: weights identical on all {self.cluster.num_workers} workers",
+                  flush=True)
