@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="tss_keras",
-    version="0.1.0",
+    version="0.2.0",
     description="Transferable semi-supervised semantic segmentation (TS3, AAAI 2018) in Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -20,5 +20,9 @@ setup(
         "tensorboard",
         "ai-edge-litert",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        # the domain suite's real photographs are scikit-image's sample images
+        "domains": ["scikit-image"],
+        "test": ["pytest", "scikit-image", "tensorflow-serving-api>=2.21,<2.22"],
+    },
 )

@@ -5,7 +5,8 @@ python benchmarks/input_pipeline.py [--data_dir=D --class_names_file=F] [--stron
 
 Without --data_dir, the embedded set is generated into a temporary directory.
 Reports the strong stream (image + mask), the weak stream (image + labels),
-and the two zipped as one train step consumes them.
+and the two zipped as one train step consumes them, all seeded and
+deterministic, as training builds them.
 """
 
 import argparse
@@ -52,8 +53,8 @@ def main():
     records, _ = load_split(data_dir, "train", names)
     pools = build_pools(records, parse_strong_classes(args.strong_classes, names))
     crop, batch = (args.crop_size, args.crop_size), args.batch_size
-    strong = strong_dataset(pools.strong, len(names), crop, batch)
-    weak = weak_dataset(pools.weak, len(names), crop, batch)
+    strong = strong_dataset(pools.strong, len(names), crop, batch, seed=0)
+    weak = weak_dataset(pools.weak, len(names), crop, batch, seed=0)
     result = {
         "cpu_cores": os.cpu_count(), "crop_size": args.crop_size, "batch_size": batch,
         "strong_images_per_s": images_per_second(strong, args.batches, batch),

@@ -1,13 +1,17 @@
-"""Train-step throughput: adversarial P-Net step vs supervised step, L-Net step, input pipeline.
+"""Train-step throughput: adversarial vs supervised P-Net step, L-Net step, input pipeline, fit.
 
-python benchmarks/train_step.py [--backbone=mobilenetv2] [--crop_size=321] [--batch_size=4]
-    [--steps=5] [--cpu_replicas=0]
+python benchmarks/train_step.py [--backbones=mobilenetv2,resnet50] [--crop_size=321]
+    [--batch_size=4] [--steps=6] [--d_downsample=...] [--discriminator=...]
 
-All steps run on in-memory tensors (no input pipeline) at the same backbone,
-crop and batch; images/s counts every image a step consumes (a TS3 or L-Net
-step takes a strong and a weak batch). The input pipeline is then timed on
-the embedded set at the same crop and batch, to compare with what the
-adversarial step consumes.
+Every step runs through the same TrainingLoop and the same seeded,
+deterministic tf.data pipelines that training uses (the embedded set at the
+given crop; the weak stream reads its masks as stand-in pseudo-labels). A TS3
+step and a --mode=full step both consume a strong and a weak batch, so their
+time per image compares like with like. For each step it reports images/s
+and the achieved FLOP/s (FLOPs counted on the traced step graph) as a share
+of this machine's dense peak, measured by timing a large matmul in the same
+run. It also times the supervised step through Keras ``fit`` on the same
+data, against the loop. Prints one JSON object.
 """
 
 import argparse
@@ -20,85 +24,160 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="mobilenetv2")
-    parser.add_argument("--output_stride", type=int, default=16)
-    parser.add_argument("--crop_size", type=int, default=321)
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--cpu_replicas", type=int, default=0)
-    args = parser.parse_args()
-
-    from tss_keras.training.distribute import make_strategy
-    strategy = make_strategy("auto", cpu_replicas=args.cpu_replicas)
-
-    import keras
-    import numpy as np
+def dense_peak_flops(size=2048, repeats=10):
+    """FLOP/s of a float32 [size, size] matmul on this machine."""
     import tensorflow as tf
-    from benchmarks.input_pipeline import images_per_second
+
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    matmul = tf.function(lambda x, y: tf.matmul(x, y))
+    matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        matmul(a, b).numpy()
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+
+
+def graph_flops(concrete_function):
+    """Floating-point operations of one call of a traced function (TF's op cost model)."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    graph = concrete_function.graph
+    return model_analyzer.profile(graph, options=options).total_float_ops
+
+
+def embedded_set(directory):
     from tss_keras.data import synthetic
     from tss_keras.data.class_names import load_class_names
-    from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
     from tss_keras.data.pools import build_pools, parse_strong_classes
     from tss_keras.data.voc import load_split
+
+    if not os.path.isfile(os.path.join(directory, "synthetic.json")):
+        synthetic.generate(directory)
+    names = load_class_names(os.path.join(directory, "class_names.txt"))
+    records, _ = load_split(directory, "train", names)
+    weak_ids = {r.image_id for r in records}
+    pools = build_pools(records, parse_strong_classes("disc,square,triangle", names))
+    weak_masks = {r.image_id: r.mask_path for r in records if r.image_id in weak_ids}
+    return names, pools, [weak_masks[e.image_id] for e in pools.weak]
+
+
+def time_loop(strategy, trainer, make_stream, trackables, steps, warmup=2):
+    """Seconds per step over ``steps`` steps after ``warmup`` (tracing excluded)."""
+    from tss_keras.training.loop import TrainingLoop
+
+    stamps = []
+    loop = TrainingLoop(strategy, trainer, make_stream, warmup + steps,
+                        tempfile.mkdtemp(prefix="tss_bench_"), trackables,
+                        checkpoint_every=10 ** 9, verbose=False,
+                        monitors=[lambda step, values: stamps.append(time.perf_counter())])
+    loop.run()
+    return (stamps[-1] - stamps[warmup - 1]) / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", default="mobilenetv2,resnet50")
+    parser.add_argument("--output_stride", type=int, default=16)
+    parser.add_argument("--crop_size", type=int, default=321)
+    parser.add_argument("--batch_size", type=int, default=4, help="images per stream")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--discriminator", default=None, help="default: the config's")
+    parser.add_argument("--d_downsample", type=int, default=None, help="default: the config's")
+    parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "tss_bench_voc"))
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    from benchmarks.input_pipeline import images_per_second
+    from tss_keras.config import PNetConfig
+    from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
+    from tss_keras.data.pools import StrongExample
     from tss_keras.models.discriminator import build_discriminator
     from tss_keras.models.encoder import build_encoder
     from tss_keras.models.lnet import build_lnet
     from tss_keras.models.pnet import build_pnet
+    from tss_keras.training import adversarial
     from tss_keras.training.lnet_model import LNetTrainer
     from tss_keras.training.ts3_model import TS3Model
 
-    num_classes, b, s = 21, args.batch_size, args.crop_size
-    rng = np.random.default_rng(0)
-    image = rng.uniform(0, 255, (b, s, s, 3)).astype(np.float32)
-    mask = rng.integers(0, num_classes, (b, s, s, 1)).astype(np.uint8)
-    labels = rng.integers(0, 2, (b, num_classes - 1)).astype(np.float32)
-    strong = {"image": image, "mask": mask}
-    weak = {"image": image, "mask": mask, "labels": labels}
+    defaults = PNetConfig()
+    design = args.discriminator or defaults.discriminator
+    downsample = args.d_downsample or defaults.d_downsample
+    strategy = tf.distribute.get_strategy()
+    names, pools, weak_masks = embedded_set(args.data_dir)
+    k, b, s = len(names), args.batch_size, (args.crop_size, args.crop_size)
+    stream = dict(crop_size=s, batch_size=b, seed=0)
+    weak_as_strong = [StrongExample(e.image_id, e.image_path, m, e.labels)
+                      for e, m in zip(pools.weak, weak_masks)]
 
-    def timed(model, data, images_per_step):
-        ds = tf.data.Dataset.from_tensors(data).repeat()
-        model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
-        start = time.perf_counter()
-        model.fit(ds, steps_per_epoch=args.steps, epochs=1, verbose=0)
-        return args.steps * images_per_step / (time.perf_counter() - start)
+    def pair_stream(shard, shards):
+        return zip_streams(strong_dataset(pools.strong, k, shard_index=shard, num_shards=shards,
+                                          **stream),
+                           weak_dataset(pools.weak, k, pseudo_label_paths=weak_masks,
+                                        shard_index=shard, num_shards=shards, **stream))
 
-    def pnet_trainer(adversarial):
-        with strategy.scope():
-            pnet = build_pnet(build_encoder(args.backbone, args.output_stride), num_classes)
+    def full_stream(shard, shards):
+        return zip_streams(strong_dataset(pools.strong, k, shard_index=shard, num_shards=shards,
+                                          **stream),
+                           strong_dataset(weak_as_strong, k, shard_index=shard,
+                                          num_shards=shards, **{**stream, "seed": 7}))
+
+    def lnet_stream(shard, shards):
+        return zip_streams(strong_dataset(pools.strong, k, shard_index=shard, num_shards=shards,
+                                          base_size=args.crop_size, **stream),
+                           weak_dataset(pools.weak, k, shard_index=shard, num_shards=shards,
+                                        **stream))
+
+    peak = dense_peak_flops()
+    result = {"crop_size": args.crop_size, "images_per_stream": b, "discriminator": design,
+              "d_downsample": downsample, "dense_peak_gflops": peak / 1e9,
+              "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"}
+    for backbone in args.backbones.split(","):
+        row = {}
+
+        def pnet_trainer(adversarial_step):
+            pnet = build_pnet(build_encoder(backbone, args.output_stride), k)
             d = d_opt = None
-            if adversarial:
-                d = build_discriminator(num_classes)
+            if adversarial_step:
+                d = build_discriminator(adversarial.channels(design, k), 64)
                 d_opt = keras.optimizers.Adam(1e-4, 0.9, 0.99)
                 d_opt.build(d.trainable_variables)
-            model = TS3Model(pnet, d, num_classes, mode="ts3" if adversarial else "full",
-                             d_optimizer=d_opt)
-            model.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
-        return model
+            trainer = TS3Model(pnet, d, k, d_optimizer=d_opt, design=design,
+                               d_downsample=downsample)
+            trainer.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
+            trainer.optimizer.build(pnet.trainable_variables)
+            return trainer, {"model": pnet}
 
-    result = {"backbone": args.backbone, "crop_size": s, "batch_size_per_stream": b,
-              "replicas": strategy.num_replicas_in_sync, "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"}
-    result["ts3_adversarial_step_images_per_s"] = timed(pnet_trainer(True), (strong, weak), 2 * b)
-    result["supervised_step_images_per_s"] = timed(pnet_trainer(False), strong, b)
-    result["adversarial_over_supervised_time_per_image"] = (
-        result["supervised_step_images_per_s"] / result["ts3_adversarial_step_images_per_s"])
-    with strategy.scope():
-        lnet = LNetTrainer(build_lnet(build_encoder(args.backbone, args.output_stride), num_classes),
-                           num_classes)
-        lnet.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
-    result["lnet_step_images_per_s"] = timed(lnet, (strong, {"image": image, "labels": labels}), 2 * b)
-
-    data_dir = tempfile.mkdtemp(prefix="tss_bench_")
-    synthetic.generate(data_dir)
-    names = load_class_names(os.path.join(data_dir, "class_names.txt"))
-    records, _ = load_split(data_dir, "train", names)
-    pools = build_pools(records, parse_strong_classes("disc,square,triangle", names))
-    pipeline = zip_streams(strong_dataset(pools.strong, len(names), (s, s), b),
-                           weak_dataset(pools.weak, len(names), (s, s), b))
-    result["input_pipeline_images_per_s"] = images_per_second(pipeline, 20, 2 * b)
-    result["pipeline_over_adversarial_step"] = (
-        result["input_pipeline_images_per_s"] / result["ts3_adversarial_step_images_per_s"])
+        steps = {"adversarial": (pnet_trainer(True), pair_stream),
+                 "supervised": (pnet_trainer(False), full_stream)}
+        lnet = build_lnet(build_encoder(backbone, args.output_stride), k)
+        lnet_trainer = LNetTrainer(lnet, k)
+        lnet_trainer.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
+        steps["lnet"] = ((lnet_trainer, {"model": lnet}), lnet_stream)
+        for name, ((trainer, trackables), make_stream) in steps.items():
+            seconds = time_loop(strategy, trainer, make_stream, trackables, args.steps)
+            batch = next(iter(make_stream(0, 1)))
+            flops = graph_flops(tf.function(trainer.train_step).get_concrete_function(batch))
+            row[f"{name}_images_per_s"] = 2 * b / seconds
+            row[f"{name}_gflop_per_step"] = flops / 1e9
+            row[f"{name}_share_of_peak"] = flops / seconds / peak
+        row["adversarial_over_supervised_time_per_image"] = (
+            row["supervised_images_per_s"] / row["adversarial_images_per_s"])
+        trainer, _ = pnet_trainer(False)
+        data = full_stream(0, 1)
+        trainer.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+        start = time.perf_counter()
+        trainer.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
+        row["supervised_fit_images_per_s"] = args.steps * 2 * b / (time.perf_counter() - start)
+        row["loop_over_fit_speed"] = (row["supervised_images_per_s"]
+                                      / row["supervised_fit_images_per_s"])
+        row["input_pipeline_images_per_s"] = images_per_second(pair_stream(0, 1), 20, 2 * b)
+        result[backbone] = row
+        print(json.dumps({backbone: row}), flush=True)
     print(json.dumps(result, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. Two logical CPU devices are set up before TF starts (design.md §3)."""
+"""Shared fixtures. Two logical CPU devices are set up before TF starts."""
 
 import os
 import shutil

@@ -1,10 +1,20 @@
-"""Self-diffusion properties."""
+"""Self-diffusion, label transfer at the L-Net's canonical size, and self-calibration."""
 
+import os
+
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
+from PIL import Image
 
-from tss_keras.transfer.diffusion import (affinity, cam_argmax_labels, propagate,
-                                          scores_to_labels, transfer_scores)
+from tss_keras.data.palette import save_palette_png
+from tss_keras.data.voc import VocRecord
+from tss_keras.transfer.calibration import calibrate
+from tss_keras.transfer.diffusion import (DiffusionParams, affinity, cam_argmax_labels,
+                                          principal_components, propagate, scores_to_labels,
+                                          transfer_scores)
+from tss_keras.transfer.label_transfer import LabelTransfer, canonical_size
 
 
 def _inputs(rng, batch=2, size=32, classes=5):
@@ -20,15 +30,16 @@ def test_labels_are_a_subset_of_the_image_labels():
     images, fg, cams, feats = _inputs(rng)
     labels = np.array([[0, 1, 0, 0, 1], [0, 0, 1, 0, 0]], np.float32)
     for source in ("color", "features", "both"):
-        scores = transfer_scores(images, fg, cams, labels, feats, radius=2, iterations=5,
-                                 feature_source=source, working_stride=2)
-        assert scores.shape == (2, 32, 32, 6)
+        params = DiffusionParams(radius=2, iterations=5, features=source, anchor=0.1)
+        scores = transfer_scores(images, fg, cams, labels, feats, params, (16, 16))
+        assert scores.shape == (2, 16, 16, 6)
         out = scores_to_labels(scores, labels, confidence=0.0).numpy()
         assert set(np.unique(out[0])) <= {0, 2, 5}
         assert set(np.unique(out[1])) <= {0, 3}
     # CAMs of absent classes may be huge; they still never win.
     cams[..., 0] = 100.0
-    scores = transfer_scores(images, np.ones_like(fg), cams, labels, feats, iterations=3)
+    scores = transfer_scores(images, np.ones_like(fg), cams, labels, feats,
+                             DiffusionParams(iterations=3), (16, 16))
     assert 1 not in scores_to_labels(scores, labels, 0.0).numpy()
     assert 1 not in cam_argmax_labels(cams, labels, (32, 32)).numpy()
 
@@ -38,7 +49,8 @@ def test_confidence_threshold_yields_void():
     images, _, cams, feats = _inputs(rng, batch=1)
     fg = np.full((1, 32, 32, 1), 0.5, np.float32)
     labels = np.array([[1, 1, 0, 0, 0]], np.float32)
-    scores = transfer_scores(images, fg, cams, labels, feats, iterations=2)
+    scores = transfer_scores(images, fg, cams, labels, feats,
+                             DiffusionParams(iterations=2, cam_weight=0.0), (16, 16))
     low = scores_to_labels(scores, labels, confidence=0.0).numpy()
     high = scores_to_labels(scores, labels, confidence=0.9).numpy()
     assert 255 not in low
@@ -69,3 +81,164 @@ def test_diffusion_follows_colour_edges():
     seed[0, 8, 3] = 1.0
     spread = propagate(tf.constant(seed), transition, 2, 10).numpy()[0, ..., 0]
     assert spread[:, :8].sum() > 0.999 and spread[:, 8:].sum() < 1e-3
+
+
+def test_anchor_keeps_the_seeds():
+    """With restart the walk converges near its seeds instead of washing them out."""
+    transition = affinity([tf.ones((1, 9, 9, 1))], 1, [1.0])
+    seed = np.zeros((1, 9, 9, 1), np.float32)
+    seed[0, 4, 4] = 1.0
+    free = propagate(tf.constant(seed), transition, 1, 50).numpy()[0, 4, 4, 0]
+    anchored = propagate(tf.constant(seed), transition, 1, 50, anchor=0.5).numpy()[0, 4, 4, 0]
+    assert anchored > 0.5 > 0.1 > free
+
+
+# -- the previous implementation, unrolled in Python, as the reference ------------------
+
+def _old_offsets(radius):
+    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+
+
+def _old_shift(padded, dy, dx, radius, height, width):
+    return padded[:, radius + dy:radius + dy + height, radius + dx:radius + dx + width, :]
+
+
+def _old_affinity(guides, radius, scales):
+    shape = tf.shape(guides[0])
+    height, width = shape[1], shape[2]
+    valid = tf.pad(tf.ones_like(guides[0][..., :1]), [[0, 0], [radius] * 2, [radius] * 2, [0, 0]])
+    padded = [tf.pad(g, [[0, 0], [radius] * 2, [radius] * 2, [0, 0]]) for g in guides]
+    weights = []
+    for dy, dx in _old_offsets(radius):
+        log_w = tf.zeros_like(guides[0][..., 0])
+        for guide, pad, scale in zip(guides, padded, scales):
+            diff = guide - _old_shift(pad, dy, dx, radius, height, width)
+            log_w -= tf.reduce_sum(tf.square(diff), axis=-1) / (2.0 * scale * scale)
+        weights.append(tf.exp(log_w) * _old_shift(valid, dy, dx, radius, height, width)[..., 0])
+    weights = tf.stack(weights, axis=-1)
+    return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+
+
+def _old_propagate(scores, transition, radius, iterations):
+    shape = tf.shape(scores)
+    height, width = shape[1], shape[2]
+    for _ in range(iterations):
+        padded = tf.pad(scores, [[0, 0], [radius] * 2, [radius] * 2, [0, 0]])
+        scores = tf.add_n([transition[..., i:i + 1] * _old_shift(padded, dy, dx, radius, height,
+                                                                 width)
+                           for i, (dy, dx) in enumerate(_old_offsets(radius))])
+    return scores
+
+
+@pytest.mark.parametrize("radius", [1, 3])
+def test_new_propagation_equals_the_old_one(radius):
+    rng = np.random.default_rng(4)
+    guides = [tf.constant(rng.uniform(0, 255, (2, 11, 13, 3)).astype(np.float32)),
+              tf.constant(rng.normal(size=(2, 11, 13, 5)).astype(np.float32))]
+    scales = [40.0, 1.5]
+    new_t, old_t = affinity(guides, radius, scales), _old_affinity(guides, radius, scales)
+    np.testing.assert_allclose(new_t, old_t, rtol=1e-5, atol=1e-7)
+    scores = tf.constant(rng.uniform(size=(2, 11, 13, 4)).astype(np.float32))
+    np.testing.assert_allclose(propagate(scores, new_t, radius, 7),
+                               _old_propagate(scores, old_t, radius, 7), rtol=1e-5, atol=1e-6)
+
+
+def test_principal_components_keep_distances_of_low_rank_features():
+    rng = np.random.default_rng(5)
+    basis = rng.normal(size=(3, 2048))
+    features = (rng.normal(size=(1, 6, 7, 3)) @ basis).astype(np.float32)
+    projected = principal_components(tf.constant(features), 3).numpy()
+    assert projected.shape == (1, 6, 7, 3)
+    flat, low = features.reshape(-1, 2048), projected.reshape(-1, 3)
+    d_high = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    d_low = np.linalg.norm(low[:, None] - low[None], axis=-1)
+    ratio = d_low[d_high > 0] / d_high[d_high > 0]  # one fixed random projection scales all
+    assert ratio.std() / ratio.mean() < 0.05
+
+
+def test_canonical_size_keeps_the_long_side_and_rounds_the_short():
+    assert canonical_size(375, 500, 96) == (72, 96)
+    assert canonical_size(500, 333, 96) == (96, 64)
+    assert canonical_size(1000, 20, 96) == (96, 8)
+
+
+def test_an_image_and_its_2x_copy_get_the_same_pseudo_labels(transferred, synth_dir,
+                                                             class_names):
+    """Everything is relative to the image: its size does not change the answer."""
+    from tss_keras.data.pipeline import multi_hot
+    from tss_keras.data.voc import load_split, read_image
+
+    lnet = keras.saving.load_model(os.path.join(transferred[0], "lnet", "lnet.keras"))
+    transfer = LabelTransfer(lnet, len(class_names), DiffusionParams(radius=2, iterations=10,
+                                                                     confidence=0.0),
+                             image_size=48, grid=24)
+    records, _ = load_split(synth_dir, "train", class_names)
+    confusion = np.zeros((256, 256), np.int64)
+    for record in records[:6]:
+        image = read_image(record.image_path)
+        double = np.asarray(Image.fromarray(image).resize(
+            (image.shape[1] * 2, image.shape[0] * 2), Image.BILINEAR))
+        labels = multi_hot(record.labels | {1}, len(class_names))
+        small, large = transfer(image, labels), transfer(double, labels)
+        assert large.shape == (image.shape[0] * 2, image.shape[1] * 2)
+        large = large[::2, ::2]
+        confusion += np.bincount(small.ravel().astype(np.int64) * 256 + large.ravel(),
+                                 minlength=256 * 256).reshape(256, 256)
+    present = np.nonzero(confusion.sum(0) + confusion.sum(1))[0]  # void (255) counts as a class
+    confusion = confusion[np.ix_(present, present)]
+    iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    assert len(present) > 2 and iou.mean() >= 0.95, dict(zip(present, iou))
+
+
+class _FakeLNet(keras.Model):
+    """An L-Net whose outputs are read off the image, so a test controls them.
+
+    Green > 128 is the object (agnostic map and class 1's CAM); where red > 128
+    the agnostic map has holes (a fixed block pattern); blue is the feature map.
+    """
+
+    def call(self, images, training=False):
+        r, g, b = (images[..., i:i + 1] / 255.0 for i in range(3))
+        rows = tf.range(tf.shape(images)[1])[:, None] // 4
+        cols = tf.range(tf.shape(images)[2])[None, :] // 4
+        holes = tf.cast((rows + cols) % 3 == 0, tf.float32)[None, ..., None]
+        fg = tf.cast(g > 0.5, tf.float32) * (1.0 - holes * tf.cast(r > 0.5, tf.float32))
+        cam = tf.nn.avg_pool2d(tf.concat([g, tf.zeros_like(g)], -1), 4, 4, "SAME")
+        return {"agnostic": 20.0 * (fg - 0.5), "cam": cam,
+                "logits": tf.reduce_mean(cam, [1, 2]),
+                "features": tf.nn.avg_pool2d(b, 4, 4, "SAME") * 10.0}
+
+
+def _calibration_case(directory, holes):
+    """Four 48x48 images of one disc (class 1) with masks, as VocRecords."""
+    os.makedirs(directory, exist_ok=True)
+    records = []
+    yy, xx = np.mgrid[0:48, 0:48]
+    for i, (cy, cx) in enumerate(((20, 20), (26, 22), (22, 27), (25, 25))):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 14 ** 2
+        image = np.zeros((48, 48, 3), np.uint8)
+        image[..., 1] = np.where(disc, 255, 0)
+        image[..., 0] = 255 if holes else 0
+        image[..., 2] = np.where(disc, 255, 0) if holes else 128  # edge-aware or flat features
+        path = os.path.join(directory, f"{i}.png")
+        Image.fromarray(image).save(path)
+        mask_path = os.path.join(directory, f"{i}_mask.png")
+        save_palette_png(mask_path, disc.astype(np.uint8))
+        records.append(VocRecord(str(i), path, mask_path, frozenset({1}), 48, 48))
+    return records
+
+
+@pytest.mark.parametrize("holes, expected_iterations", [(True, 30), (False, 0)])
+def test_calibration_picks_the_setting_that_is_clearly_better(tmp_path, holes,
+                                                              expected_iterations):
+    """Holes in the map + edge-aware features: diffusion fills them. Exact map + flat
+    features: diffusion only blurs the boundary. Calibration must tell the two apart."""
+    records = _calibration_case(str(tmp_path / "case"), holes)
+    base = DiffusionParams(features="features", cam_weight=0.0, confidence=0.3)
+    transfer = LabelTransfer(_FakeLNet(name="fake_lnet"), 3, base, image_size=48, grid=48)
+    grid = {"iterations": (0, 30), "radius": (4,), "anchor": (0.0,), "cam_weight": (0.0,),
+            "confidence": (0.3,)}
+    chosen, report = calibrate(transfer, records, 3, base, grid)
+    assert chosen.iterations == expected_iterations, report["candidates"]
+    scores = sorted(row["miou_void_as_background"] for row in report["candidates"])
+    assert scores[1] - scores[0] > 0.05  # the case is built so that one is clearly better

@@ -65,3 +65,42 @@ def test_encoder_of_finds_the_shared_encoder_for_weight_transfer():
     encoder_of(pnet).set_weights(encoder_of(lnet).get_weights())
     for a, b in zip(encoder_of(pnet).get_weights(), encoder_of(lnet).get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def _one_error_line(result):
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def test_offline_imagenet_weights_is_one_line(synth_dir, tmp_path):
+    """No network: the download fails at once (a loopback proxy), and the user gets one line."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, run_flags
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT,
+               HTTPS_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+               KERAS_HOME=str(tmp_path / "keras_home"))
+    result = subprocess.run([sys.executable, "-m", "trainers.run", *run_flags(
+        synth_dir, str(tmp_path / "run"), "--backbone=mobilenetv2", "--weights=imagenet",
+        "--stages=lnet")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    line = _one_error_line(result)
+    assert line.startswith("error: --weights=imagenet: could not download the mobilenetv2 "
+                           "weights") and "--weights=/path/to/mobilenet_v2_weights" in line
+
+
+def test_weights_of_another_backbone_is_one_clean_line(synth_dir, tmp_path):
+    from conftest import run_flags, run_module
+    source = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                            input_shape=(None, None, 3))
+    path = str(tmp_path / "mobilenet.weights.h5")
+    source.save_weights(path)
+    result = run_module("trainers.run", *run_flags(synth_dir, str(tmp_path / "run"),
+                                                   "--backbone=resnet50", f"--weights={path}",
+                                                   "--stages=lnet"))
+    assert result.returncode == 1
+    assert _one_error_line(result).startswith(
+        f"error: --weights: {path} does not fit backbone resnet50")

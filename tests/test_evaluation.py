@@ -11,7 +11,8 @@ from tss_keras.errors import DataError
 from tss_keras.data.pools import ClassSplit
 from tss_keras.evaluation.confusion import iou_per_class, mean_iou
 from tss_keras.data.voc import read_image, read_mask
-from tss_keras.evaluation.evaluator import batch_confusion, evaluate_confusion, predict_probabilities
+from tss_keras.evaluation.confusion import confusion_matrix
+from tss_keras.evaluation.evaluator import evaluate_confusion, predict_probabilities
 from tss_keras.evaluation.report import add_baseline_ratio, build_results, format_table
 
 NAMES = ("background", "a", "b", "c", "d")
@@ -22,7 +23,7 @@ def test_miou_matches_keras_mean_iou():
     truth = rng.choice([0, 1, 2, 3, 255], (3, 40, 50), p=[0.4, 0.2, 0.2, 0.1, 0.1])
     prediction = np.where(rng.uniform(size=truth.shape) < 0.7, truth % 255,
                           rng.integers(0, 4, truth.shape))
-    confusion = batch_confusion(prediction, truth, 5).numpy()
+    confusion = confusion_matrix(prediction, truth, 5)
     metric = keras.metrics.MeanIoU(num_classes=5, ignore_class=255)
     metric.update_state(truth, prediction)
     # class 4 never occurs: null IoU, left out of the mean, as in MeanIoU
@@ -47,10 +48,9 @@ def test_two_replicas_on_mixed_sizes_give_the_same_confusion(two_replicas, synth
     single = evaluate_confusion(model, records, len(class_names), verbose=0)
     double = evaluate_confusion(model, records, len(class_names), two_replicas, verbose=0)
     np.testing.assert_array_equal(single, double)
-    per_image = sum(batch_confusion(
-        tf.argmax(model(read_image(r.image_path)[None].astype("float32")), -1),
-        read_mask(r.mask_path, len(class_names))[None], len(class_names)).numpy()
-        for r in records)
+    per_image = sum(confusion_matrix(
+        tf.argmax(model(read_image(r.image_path)[None].astype("float32")), -1).numpy(),
+        read_mask(r.mask_path, len(class_names))[None], len(class_names)) for r in records)
     np.testing.assert_array_equal(single, per_image)
     # an odd number of images: the padding entries of the shorter shard count for nothing
     odd = evaluate_confusion(model, records[:5], len(class_names), two_replicas, verbose=0)

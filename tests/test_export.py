@@ -134,6 +134,91 @@ print("ok")
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
+def _two_sizes(synth_dir):
+    """Two validation JPEGs of different sizes (raw bytes)."""
+    from tss_keras.data.class_names import load_class_names
+    from tss_keras.data.voc import load_split
+
+    records, _ = load_split(synth_dir, "val", load_class_names(f"{synth_dir}/class_names.txt"))
+    by_size = {(r.height, r.width): r.image_path for r in records}
+    paths = list(by_size.values())[:2]
+    assert len(paths) == 2
+    return [open(p, "rb").read() for p in paths]
+
+
+def test_predict_request_from_rest_json_through_the_serve_tag(exported, synth_dir, tmp_path):
+    """What TF Serving does with README's REST body: a PredictRequest run by the v1 loader."""
+    version = os.path.join(exported[0], "ts3", "1")
+    import base64
+    body = {"instances": [{"b64": base64.b64encode(raw).decode()} for raw in
+                          _two_sizes(synth_dir)]}
+    (tmp_path / "body.json").write_text(json.dumps(body))
+    code = f"""
+import base64, json, numpy as np, tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+body = json.load(open({str(tmp_path / 'body.json')!r}))
+request = predict_pb2.PredictRequest()
+request.model_spec.name = "ts3"
+request.model_spec.signature_name = "serving_default"
+raw = [base64.b64decode(item["b64"]) for item in body["instances"]]  # the REST layer's decoding
+request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(raw, dtype=tf.string))
+request = predict_pb2.PredictRequest.FromString(request.SerializeToString())  # over the wire
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], {version!r})
+    signature = meta.signature_def[request.model_spec.signature_name]
+    assert signature.method_name == "tensorflow/serving/predict", signature.method_name
+    assert set(signature.inputs) == {{"image_bytes"}}
+    assert set(signature.outputs) == {{"classes", "probabilities", "heights", "widths"}}
+    feed = {{signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}}
+    out = session.run({{k: v.name for k, v in signature.outputs.items()}}, feed)
+assert out["classes"].dtype == np.int32 and out["probabilities"].dtype == np.float32
+heights, widths = out["heights"], out["widths"]
+assert out["classes"].shape == (2, heights.max(), widths.max())
+assert out["probabilities"].shape == out["classes"].shape + (7,)
+for i in range(2):
+    image = tf.io.decode_image(raw[i])
+    assert (heights[i], widths[i]) == tuple(image.shape[:2])
+    inside = out["classes"][i, :heights[i], :widths[i]]
+    assert (inside != 255).all() and (out["classes"][i, heights[i]:] == 255).all()
+    np.testing.assert_allclose(out["probabilities"][i, :heights[i], :widths[i]].sum(-1), 1, atol=1e-4)
+print("ok")
+"""
+    result = _python(code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_batched_request_gives_each_image_its_single_image_classes(exported, synth_dir):
+    version = os.path.join(exported[0], "ts3", "1")
+    raw = _two_sizes(synth_dir)
+    code = f"""
+import numpy as np, tensorflow as tf
+serve = tf.saved_model.load({version!r}).signatures["serving_default"]
+raw = {raw!r}
+both = serve(image_bytes=tf.constant(raw))
+for i, data in enumerate(raw):
+    alone = serve(image_bytes=tf.constant([data]))
+    h, w = int(alone["heights"][0]), int(alone["widths"][0])
+    np.testing.assert_array_equal(both["classes"][i, :h, :w], alone["classes"][0])
+print("ok")
+"""
+    result = _python(code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_saved_model_cli_scan_and_export_versions_recorded(exported):
+    version = os.path.join(exported[0], "ts3", "1")
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "scan", "--dir", version], capture_output=True, text=True,
+                            env=CHECK_ENV)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "does not contain denylisted ops" in result.stdout
+    import tensorflow as tf
+    recorded = json.load(open(os.path.join(version, "assets.extra", "exported_with.json")))
+    assert recorded["tensorflow"] == tf.__version__
+    report = json.load(open(os.path.join(exported[0], "ts3", "parity_1.json")))
+    assert report["exported_with"]["tensorflow"] == tf.__version__
+
+
 def test_tflite_runs_in_litert_and_keras_files_load_safely(exported, tmp_path):
     artifacts = os.path.join(exported[0], "ts3", "artifacts_1")
     code = f"""
@@ -159,8 +244,46 @@ print("ok")
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
+def test_tflite_agreement_recomputed_outside_the_exporter(exported, trained, synth_dir):
+    """The parity report's numbers, computed again here with LiteRT and the Keras P-Net."""
+    artifacts = os.path.join(exported[0], "ts3", "artifacts_1")
+    ids = open(os.path.join(synth_dir, "ImageSets/Segmentation/val.txt")).read().split()[:4]
+    files = [os.path.join(synth_dir, "JPEGImages", i + ".jpg") for i in ids]
+    code = f"""
+import json, numpy as np, tensorflow as tf, keras, tss_keras
+from PIL import Image
+from ai_edge_litert.interpreter import Interpreter
+pnet = keras.saving.load_model({os.path.join(trained, 'pnet', 'pnet.keras')!r})
+report = json.load(open({os.path.join(exported[0], 'ts3', 'parity_1.json')!r}))
+for name, floor in (("none", 0.995), ("fp16", 0.99), ("int8", 0.95)):
+    interpreter = Interpreter(model_path={artifacts!r} + f"/model_{{name}}.tflite")
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    agree = total = 0
+    for path in {files!r}:
+        image = tf.image.resize(np.asarray(Image.open(path).convert("RGB"), np.float32), (48, 48))
+        reference = np.argmax(pnet(image[None]).numpy()[0], -1)
+        data = image.numpy()[None]
+        data = np.clip(np.round(data), 0, 255).astype(np.uint8) if inp["dtype"] == np.uint8 else data
+        interpreter.set_tensor(inp["index"], data)
+        interpreter.invoke()
+        predicted = np.argmax(interpreter.get_tensor(out["index"])[0], -1)
+        agree, total = agree + (predicted == reference).sum(), total + reference.size
+    agreement = agree / total
+    assert agreement >= floor, (name, agreement)
+    assert abs(agreement - report["artifacts"][f"tflite_{{name}}"]["argmax_agreement"]) < 1e-6
+print("ok")
+"""
+    result = _python(code)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
 @pytest.mark.parametrize("artifact", ["1", "artifacts_1/pnet.keras", "artifacts_1/model_none.tflite"])
-def test_segment_with_each_artifact_kind(exported, synth_dir, tmp_path, artifact):
+def test_segment_with_each_artifact_kind(exported, trained, synth_dir, tmp_path, artifact):
+    import keras
+    import tensorflow as tf
+    import tss_keras  # noqa: F401
+
     model = os.path.join(exported[0], "ts3", artifact)
     images = tmp_path / "images"
     images.mkdir()
@@ -171,13 +294,24 @@ def test_segment_with_each_artifact_kind(exported, synth_dir, tmp_path, artifact
     result = run_module("trainers.segment", f"--model={model}", f"--input={images}",
                         f"--output_dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
+    pnet = keras.saving.load_model(os.path.join(trained, "pnet", "pnet.keras"))
     for i in ids:
         image = Image.open(images / f"{i}.jpg")
         mask = Image.open(out / f"{i}.png")
         overlay = Image.open(out / f"{i}_overlay.jpg")
         assert mask.mode == "P" and mask.size == image.size
         assert overlay.size == (2 * image.size[0], image.size[1])
-        assert set(np.unique(np.asarray(mask))) <= set(range(7))
+        pixels = np.asarray(image.convert("RGB"), np.float32)
+        if artifact.endswith(".tflite"):  # the model's fixed input size, and back
+            logits = pnet(tf.image.resize(pixels, (48, 48))[None])
+            expected = np.argmax(tf.image.resize(logits, pixels.shape[:2])[0], -1)
+            floor = 0.95
+        else:
+            expected = np.argmax(pnet(pixels[None])[0], -1)
+            floor = 0.999
+        assert (np.asarray(mask) == expected).mean() >= floor
+    if artifact.endswith(".tflite"):
+        assert "resized to the model's 48x48 input" in result.stdout
 
 
 def test_existing_version_needs_overwrite_and_next_version_is_default(exported, trained):
@@ -239,3 +373,31 @@ def test_segment_unreadable_image_is_one_line(exported, tmp_path):
                         f"--output_dir={tmp_path}/o")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path}/broken.jpg: not a readable image"
+
+
+def test_segment_skip_bad_writes_the_good_images_and_lists_the_bad(exported, synth_dir,
+                                                                    tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a_broken.jpg").write_bytes(b"nope")
+    good = open(os.path.join(synth_dir, "ImageSets/Segmentation/val.txt")).readline().strip()
+    os.link(os.path.join(synth_dir, "JPEGImages", good + ".jpg"), images / "b_good.jpg")
+    model = os.path.join(exported[0], "ts3", "artifacts_1", "pnet.keras")
+    args = [f"--model={model}", f"--input={images}", f"--output_dir={tmp_path}/o"]
+    stopped = run_module("trainers.segment", *args)
+    assert stopped.returncode != 0 and not os.path.exists(tmp_path / "o" / "b_good.png")
+    result = run_module("trainers.segment", *args, "--skip_bad")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert os.path.isfile(tmp_path / "o" / "b_good.png")
+    assert f"skipped {images}/a_broken.jpg: not a readable image" in result.stdout
+
+
+def test_tflite_only_export_does_not_overwrite_the_previous_artifacts(trained, tmp_path):
+    export_dir = str(tmp_path / "e")
+    for _ in range(2):
+        result = run_module("export.run", f"--model_dir={trained}", f"--export_dir={export_dir}",
+                            "--export_formats=tflite", "--tflite_quantization=none",
+                            "--parity_images=1")
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(os.path.join(export_dir, "ts3"))) == [
+        "artifacts_1", "artifacts_2", "parity_1.json", "parity_2.json"]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -22,9 +23,10 @@ def test_ts3_and_full_runs_with_results_and_ratio(transferred_copy, synth_dir, t
     full_dir = str(tmp_path / "full")
     full = _run(synth_dir, full_dir, "--mode=full", "--stages=data,pnet,eval")
     assert full.returncode == 0, full.stderr[-3000:]
+    assert not os.path.exists(os.path.join(full_dir, "pnet", "discriminator.keras"))
     baseline = os.path.join(full_dir, "eval", "results.json")
     ts3 = _run(synth_dir, transferred_copy, "--stages=pnet,eval", f"--baseline_results={baseline}",
-               "--lambda_semi=0.1", "--eval_flip")
+               "--lambda_semi=0.1", "--eval_flip", "--pnet_init=lnet", "--d_with_image")
     assert ts3.returncode == 0, ts3.stderr[-3000:]
     results = json.load(open(os.path.join(transferred_copy, "eval", "results.json")))
     for key in ("miou", "miou_strong", "miou_weak", "pixel_accuracy", "per_class_iou",
@@ -35,8 +37,54 @@ def test_ts3_and_full_runs_with_results_and_ratio(transferred_copy, synth_dir, t
     assert set(results["ratio_to_baseline"]) == {"miou", "miou_strong", "miou_weak"}
     assert "mIoU" in ts3.stdout and "ratio to baseline" in ts3.stdout
     assert os.path.isfile(os.path.join(transferred_copy, "pnet", "discriminator.keras"))
+    # the fair baseline saw the same images per step and steps as TS3
+    full_results = json.load(open(baseline))
+    assert full_results["training"]["images_per_step"] == results["training"]["images_per_step"] == 8
+    assert full_results["training"]["steps"] == results["training"]["steps"] == 4
+    import keras
+    import tss_keras  # noqa: F401
+    d = keras.saving.load_model(os.path.join(transferred_copy, "pnet", "discriminator.keras"))
+    assert len(d.inputs) == 2  # --d_with_image
     flags_text = open(os.path.join(transferred_copy, "flags.txt")).read()
     assert "--baseline_results=" in flags_text and "--stages=pnet,eval" in flags_text
+
+
+def test_pnet_init_from_the_lnet_encoder(transferred_copy, synth_dir):
+    import keras
+    import tss_keras  # noqa: F401
+    from tss_keras.models import encoder_of
+    result = _run(synth_dir, transferred_copy, "--stages=pnet", "--pnet_init=lnet",
+                  "--pnet_steps=1", "--pnet_lr=0", "--lambda_adv=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lnet = keras.saving.load_model(os.path.join(transferred_copy, "lnet", "lnet.keras"))
+    pnet = keras.saving.load_model(os.path.join(transferred_copy, "pnet", "pnet.keras"))
+    for a, b in zip(encoder_of(lnet).trainable_weights, encoder_of(pnet).trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)  # lr 0: unchanged
+    assert not os.path.exists(os.path.join(transferred_copy, "pnet", "discriminator.keras"))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(
+        os.path.join(transferred_copy, "pnet", "checkpoints")))
+    assert not any("discriminator" in name for name in reader.get_variable_to_shape_map())
+
+
+def test_zero_percent_setting_runs_pnet_and_eval_with_the_agnostic_discriminator(synth_dir,
+                                                                                 tmp_path):
+    from tss_keras.data import synthetic
+
+    agnostic = str(tmp_path / "agnostic")
+    synthetic.generate(agnostic, num_train=12, num_val=2, seed=4, category_set="agnostic")
+    model_dir = str(tmp_path / "run")
+    base = ["--strong_classes=none", f"--agnostic_data_dir={agnostic}"]
+    wrong = _run(synth_dir, model_dir, *base, "--stages=data,lnet,transfer,pnet,eval")
+    assert wrong.returncode == 1 and "--discriminator: 'onehot' needs strong-class masks" in \
+        _error_line(wrong)
+    result = _run(synth_dir, model_dir, *base, "--discriminator=agnostic",
+                  "--stages=data,lnet,transfer,pnet,eval")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "adversarial: agnostic" in result.stdout
+    results = json.load(open(os.path.join(model_dir, "eval", "results.json")))
+    assert results["miou_strong"] is None and results["miou_weak"] is not None
+    assert results["training"]["discriminator"] == "agnostic"
+    assert os.path.isfile(os.path.join(model_dir, "pnet", "discriminator.keras"))
 
 
 def test_resume_after_killed_pnet_run(transferred_copy, synth_dir):

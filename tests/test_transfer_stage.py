@@ -120,3 +120,51 @@ def test_zero_percent_setting_with_two_cpu_replicas(synth_dir, tmp_path):
     assert "agnostic set" in result.stdout and "2 replica(s)" in result.stdout
     summary = json.load(open(os.path.join(model_dir, "pseudo_labels.json")))
     assert summary["num_images"] == 24  # every image is weak when no class is strong
+
+
+def test_changed_settings_are_refused_then_redone_with_overwrite(transferred_copy, synth_dir):
+    model_dir = transferred_copy
+    changed = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
+                                                 "--diffusion_radius=5"))
+    assert changed.returncode == 1
+    line = changed.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: --diffusion_radius: stage transfer in ") and "--overwrite" in line
+    strong = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=lnet",
+                                                "--strong_classes=disc,square"))
+    assert strong.returncode == 1 and "--strong_classes: stage lnet" in strong.stderr
+    before = os.path.getmtime(os.path.join(model_dir, "pseudo_labels.json"))
+    redone = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
+                                                "--diffusion_radius=5", "--overwrite"))
+    assert redone.returncode == 0, redone.stderr[-2000:]
+    summary = json.load(open(os.path.join(model_dir, "pseudo_labels.json")))
+    assert summary["diffusion"]["radius"] == 5 and summary["written"] == summary["num_images"]
+    assert os.path.getmtime(os.path.join(model_dir, "pseudo_labels.json")) > before
+    again = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
+                                               "--diffusion_radius=5"))
+    assert again.returncode == 0 and "done already" in again.stdout
+
+
+def test_training_stops_at_exactly_the_requested_step(synth_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=data,lnet",
+                                                "--lnet_steps=5", "--checkpoint_every=2"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "lnet", "checkpoints"))
+    assert latest.endswith("ckpt-5")
+    reader = tf.train.load_checkpoint(latest)
+    assert int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == 5
+    assert "lnet 5/5 steps" in result.stdout
+
+
+def test_synthetic_data_flag_writes_the_set_once(tmp_path):
+    data_dir = str(tmp_path / "voc")
+    args = [f"--data_dir={data_dir}", f"--model_dir={tmp_path}/run", "--synthetic_data",
+            f"--class_names_file={data_dir}/class_names.txt", "--stages=data",
+            "--strong_classes=disc,square,triangle"]
+    result = run_module("trainers.run", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Wrote the embedded main data set" in result.stdout
+    summary = json.load(open(os.path.join(tmp_path, "run", "data_summary.json")))
+    assert summary["num_images"] == 240
+    again = run_module("trainers.run", *args, f"--model_dir={tmp_path}/run2")
+    assert again.returncode == 0 and "Wrote the embedded" not in again.stdout

@@ -16,13 +16,14 @@ import os
 from typing import Optional, Tuple
 
 from tss_keras.errors import DataError, UsageError
+from tss_keras.exporting.tflite import QUANTIZATIONS as TFLITE_QUANTIZATIONS
+from tss_keras.models.encoder import BACKBONES, OUTPUT_STRIDES
+from tss_keras.training.adversarial import DESIGNS
+from tss_keras.training.distribute import STRATEGIES
+from tss_keras.transfer.diffusion import FEATURE_SOURCES
 
 STAGES = ("data", "lnet", "transfer", "pnet", "eval", "export")
-BACKBONES = ("vgg16", "resnet50", "resnet101", "mobilenetv2", "tiny")
-OUTPUT_STRIDES = (8, 16)
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 EXPORT_FORMATS = ("saved_model", "tflite", "keras")
-TFLITE_QUANTIZATIONS = ("none", "fp16", "int8")
 
 
 def setting(default, help, choices=None, required=False):  # noqa: A002 (absl's word)
@@ -99,31 +100,59 @@ class LNetConfig:
 
     lnet_steps: int = setting(10000, "L-Net training steps.")
     lnet_lr: float = setting(1e-3, "L-Net learning rate.")
+    lnet_cam_pixel_weight: float = setting(
+        0.0, "Weight of a per-pixel loss that strong masks give the CAM head (0: CAMs learn "
+             "from image labels only).")
+    lnet_image_size: int = setting(
+        0, "Long side (pixels) every image is resized to for the L-Net's agnostic map, in "
+           "training and in label transfer; 0: the median long side of the training images.")
 
 
 @dataclasses.dataclass
 class DiffusionConfig:
-    """Self-diffusion label transfer (see tss_keras.transfer.diffusion).
+    """Label transfer: self-diffusion (tss_keras.transfer.diffusion) and its calibration.
 
-    Defaults were chosen by a sweep on the embedded set's weak pool (radius
-    3/5/7/9, 20/40 iterations, colour scale 10/20/40, CAM power 1-3,
-    confidence 0.5/0.6); a longer reach (radius 7 on the 1/4 grid) and
-    leaving ambiguous pixels void (confidence 0.6) helped most.
+    Distances are relative to the image: diffusion runs on a grid with
+    ``diffusion_grid`` cells along the image's long side, and affinity scales
+    are multiples of the image's own median distance between neighbouring
+    cells. See README ("Label transfer") for how the defaults were chosen.
     """
 
-    diffusion_radius: int = setting(7, "Self-diffusion neighbourhood radius (working-grid pixels).")
-    diffusion_iterations: int = setting(20, "Self-diffusion iterations (0 switches diffusion off).")
-    diffusion_color_scale: float = setting(20.0, "Colour affinity scale (RGB 0..255 units).")
+    diffusion_grid: int = setting(64, "Cells along the long side of the diffusion grid.")
+    diffusion_radius: int = setting(3, "Neighbourhood radius in grid cells.")
+    diffusion_iterations: int = setting(20, "Random-walk steps (0 switches diffusion off).")
+    diffusion_anchor: float = setting(
+        0.0, "Restart probability of the walk at its seeds (0: pure random walk).")
+    diffusion_color_scale: float = setting(
+        1.0, "Colour affinity scale, in units of the image's median neighbour colour distance.")
     diffusion_feature_scale: float = setting(
-        0.5, "Feature affinity scale (unit-normalised L-Net features).")
-    diffusion_features: str = setting("both", "Affinity guides.",
-                                      choices=("color", "features", "both"))
-    diffusion_stride: int = setting(4, "Working resolution: image size / this.")
+        1.0, "Feature affinity scale, in units of the image's median neighbour feature "
+             "distance.")
+    diffusion_features: str = setting("both", "Affinity guides.", choices=FEATURE_SOURCES)
+    diffusion_feature_dims: int = setting(
+        8, "Principal components of the L-Net features used in the affinity.")
     diffusion_confidence: float = setting(
-        0.6, "Pixels whose winning score is lower become void.")
+        0.5, "Pixels whose winning score is lower become void.")
     diffusion_cam_power: float = setting(1.0, "Exponent on normalised CAMs before diffusion.")
     diffusion_cam_weight: float = setting(
         1.0, "How much CAM evidence adds to the agnostic foreground (0: agnostic map alone).")
+    calibrate: bool = setting(
+        True, "Choose the diffusion settings on strong images held out of L-Net training "
+              "(label transfer run on them as if they were weak); off: use the values above.")
+    calibration_images: int = setting(
+        40, "At most this many strong images (and at most 15 % of the strong pool) are held "
+            "out for calibration.")
+
+    def params(self):
+        """The DiffusionParams these settings describe."""
+        from tss_keras.transfer.diffusion import DiffusionParams
+
+        return DiffusionParams(
+            radius=self.diffusion_radius, iterations=self.diffusion_iterations,
+            anchor=self.diffusion_anchor, color_scale=self.diffusion_color_scale,
+            feature_scale=self.diffusion_feature_scale, features=self.diffusion_features,
+            confidence=self.diffusion_confidence, cam_weight=self.diffusion_cam_weight,
+            cam_power=self.diffusion_cam_power)
 
 
 @dataclasses.dataclass
@@ -144,7 +173,7 @@ class PNetConfig:
         "onehot", "Discriminator design (tss_keras.training.adversarial): onehot (one-hot "
                   "truth vs softmax), matched (truth with the prediction's confidence), "
                   "agnostic (foreground map only; also the 0 % setting's).",
-        choices=("onehot", "matched", "agnostic"))
+        choices=DESIGNS)
     d_downsample: int = setting(1, "The discriminator sees the maps at 1/this of the crop size.")
     d_filters: int = setting(64, "Discriminator width (first layer channels).")
     d_with_image: bool = setting(False, "Condition the discriminator on the image.")

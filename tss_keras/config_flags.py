@@ -162,3 +162,16 @@ def validate(config):
         raise UsageError(f"--eval_scales: scales must be positive (got {settings['eval_scales']})")
     if settings["cpu_replicas"] < 0:
         raise UsageError(f"--cpu_replicas: must be 0 or more (got {settings['cpu_replicas']})")
+    _check_honoured(settings)
+
+
+def _check_honoured(settings):
+    """Settings that would be silently ignored by the rest of the run are errors."""
+    adversarial = settings["mode"] == "ts3" and settings["lambda_adv"] > 0
+    if settings["lambda_semi"] > 0 and not adversarial:
+        raise UsageError("--lambda_semi: self-training uses the discriminator's confidence; it "
+                         "needs --mode=ts3 and --lambda_adv > 0")
+    if settings["mode"] == "full" and settings["d_with_image"]:
+        raise UsageError("--d_with_image: --mode=full trains no discriminator")
+    if settings["d_downsample"] < 1:
+        raise UsageError(f"--d_downsample: must be at least 1 (got {settings['d_downsample']})")

@@ -6,7 +6,7 @@
       run_config.json, flags.txt        the settings of the last trainers.run
       stages.json                       the settings each finished stage was made with
       data_summary.json                 data stage
-      lnet/lnet.keras, lnet/checkpoints/, lnet/calibration_ids.txt
+      lnet/lnet.keras, lnet/lnet_input.json, lnet/checkpoints/, lnet/calibration_ids.txt
       pseudo_labels/<id>.png, pseudo_labels.json
       pnet/pnet.keras, pnet/discriminator.keras, pnet/training.json, pnet/checkpoints/
       eval/results.json
@@ -65,6 +65,11 @@ class RunLayout:
     @property
     def lnet_model(self):
         return self._path("lnet", "lnet.keras")
+
+    @property
+    def lnet_input(self):
+        """The sizes the L-Net was trained at (``LNetInput``), for label transfer."""
+        return self._path("lnet", "lnet_input.json")
 
     @property
     def calibration_ids(self):

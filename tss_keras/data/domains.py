@@ -61,6 +61,9 @@ class DomainSpec:
         object_radius: object radius as a fraction of the image's shorter side.
         objects: range of objects per image (inclusive).
         deform: smooth warp amplitude as a fraction of the radius.
+        same_group: probability that all objects of an image come from one
+            group (strong or weak classes), as related objects co-occur in
+            real scenes; otherwise each object's class is drawn alone.
     """
 
     classes: Tuple[ObjectClass, ...]
@@ -70,21 +73,43 @@ class DomainSpec:
     object_radius: Tuple[float, float]
     objects: Tuple[int, int]
     deform: float = 0.15
+    same_group: float = 0.3
 
 
-# Texture name -> (scikit-image sample file, RGB tint for grey sources or None, zoom range).
+@dataclasses.dataclass(frozen=True)
+class Texture:
+    """A class's surface: a region of a scikit-image sample photograph.
+
+    Attributes:
+        source: the sample file.
+        region: (left, right, top, bottom) fractions of the photograph where
+            the texture looks the same throughout (the cat's fur, not its eye).
+        tint: RGB colour a grey source is mapped onto (None: a colour source).
+        lift: RGB offset added (brings a near-black texture off black).
+    """
+
+    source: str
+    region: Tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)
+    tint: Tuple[int, int, int] = None
+    lift: Tuple[int, int, int] = (0, 0, 0)
+
+
 TEXTURES = {
-    "brick": ("brick.png", (190, 85, 60), (0.8, 1.6)),
-    "grass": ("grass.png", (80, 170, 60), (0.8, 1.6)),
-    "gravel": ("gravel.png", (165, 150, 120), (0.8, 1.6)),
-    "fur": ("chelsea.png", None, (0.6, 1.2)),
-    "cells": ("ihc.png", None, (0.8, 1.6)),
-    "stars": ("hubble_deep_field.jpg", None, (0.6, 1.2)),
-    "vessels": ("retina.jpg", None, (0.4, 0.8)),
-    "wood": ("coffee.png", None, (0.6, 1.2)),
+    "brick": Texture("brick.png", tint=(190, 85, 60)),
+    "grass": Texture("grass.png", tint=(80, 170, 60)),
+    "gravel": Texture("gravel.png", tint=(165, 150, 120)),
+    "fur": Texture("chelsea.png", region=(0.05, 0.70, 0.0, 0.32)),
+    "cells": Texture("ihc.png"),
+    "stars": Texture("hubble_deep_field.jpg", lift=(25, 30, 70)),
+    "vessels": Texture("retina.jpg", region=(0.2, 0.8, 0.25, 0.75)),
+    "wood": Texture("coffee.png", region=(0.78, 1.0, 0.05, 0.95)),
 }
+TEXTURE_ZOOM = (0.8, 1.25)
 BACKGROUNDS = ("astronaut.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png",
                "camera.png", "moon.png", "coins.png", "cell.png", "clock_motion.png")
+# Grey background photographs get at most this colour cast (fraction per channel): they
+# stay grey, unlike the grey textures, which are mapped onto a class colour.
+BACKGROUND_CAST = 0.08
 _C = ObjectClass
 DOMAINS = {
     "photo": DomainSpec(
@@ -99,7 +124,7 @@ DOMAINS = {
                  _C("blob", "blob", "grass"), _C("triangle", "triangle", "brick"),
                  _C("diamond", "diamond", "cells"), _C("horse", "horse", "vessels")),
         num_strong=3, long_side=(400, 500), aspect=((0.66, 1.5),), object_radius=(0.05, 0.12),
-        objects=(2, 6)),
+        objects=(2, 6), same_group=0.6),
     "shared": DomainSpec(
         classes=(_C("disc", "disc", "brick"), _C("square", "square", "grass"),
                  _C("triangle", "triangle", "fur"), _C("ring", "ring", "cells"),
@@ -173,20 +198,30 @@ def _tint(grey, colour, rng):
 
 def texture(rng, name, height, width):
     """A [height, width, 3] float patch of the named photo texture."""
-    file_name, tint, zoom = TEXTURES[name]
-    patch = _crop(rng, _sample_image(file_name), height, width, zoom)
+    spec = TEXTURES[name]
+    source = _sample_image(spec.source)
+    left, right, top, bottom = spec.region
+    rows, cols = source.shape[:2]
+    source = source[int(top * rows):int(bottom * rows), int(left * cols):int(right * cols)]
+    patch = _crop(rng, source, height, width, TEXTURE_ZOOM)
     if patch.ndim == 2:
-        patch = _tint(patch, tint, rng)
-    gain = rng.uniform(0.8, 1.15)
-    return np.clip(patch * gain + rng.normal(0, 6, 3), 0, 255)
+        patch = _tint(patch, spec.tint, rng)
+    gain = rng.uniform(0.85, 1.15)
+    return np.clip(patch * gain + np.asarray(spec.lift) + rng.normal(0, 6, 3), 0, 255)
 
 
 def background(rng, height, width):
-    """A crop of a random background photograph, [height, width, 3] float."""
+    """A crop of a random background photograph, [height, width, 3] float.
+
+    Colour photographs stay as they are; grey ones get a faint colour cast,
+    so that "tinted grey" is no cue for objects, whose grey textures are
+    tinted strongly.
+    """
     name = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     patch = _crop(rng, _sample_image(name), height, width, (0.5, 1.5))
     if patch.ndim == 2:
-        patch = _tint(patch, rng.uniform(90, 200, 3), rng)
+        cast = 1.0 + rng.uniform(-BACKGROUND_CAST, BACKGROUND_CAST, 3)
+        patch = np.clip(patch[..., None] * cast, 0, 255)
     return patch
 
 
@@ -245,8 +280,15 @@ def render(rng, spec):
     void = np.zeros((height, width), bool)
     void_width = max(1, int(round(min(height, width) / 100)))
     count = int(rng.integers(spec.objects[0], spec.objects[1] + 1))
+    strong = rng.uniform() < 0.5
+    groups = (range(1, spec.num_strong + 1), range(spec.num_strong + 1, len(spec.classes) + 1))
+    one_group = rng.uniform() < spec.same_group
     for _ in range(count):
-        class_id = int(rng.integers(1, len(spec.classes) + 1))
+        if one_group:
+            group = groups[0] if strong else groups[1]
+            class_id = int(group[rng.integers(len(group))])
+        else:
+            class_id = int(rng.integers(1, len(spec.classes) + 1))
         look = spec.classes[class_id - 1]
         radius = rng.uniform(*spec.object_radius) * min(height, width)
         cy, cx = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
@@ -285,7 +327,8 @@ def generate_domain(domain, out_dir, num_train=240, num_val=60, seed=0):
         raise UsageError(f"--domain: unknown domain {domain!r} (choose from "
                          f"{', '.join(DOMAIN_NAMES)} or all)")
     if domain == SHAPES_DOMAIN:
-        summary = synthetic.generate(out_dir, num_train, num_val, seed)
+        summary = synthetic.generate(out_dir, num_train, num_val, seed, extra_meta={
+            "domain": domain, "strong_classes": list(SHAPES_STRONG)})
     else:
         spec = DOMAINS[domain]
         rng = np.random.default_rng([seed, DOMAIN_NAMES.index(domain)])
@@ -294,8 +337,6 @@ def generate_domain(domain, out_dir, num_train=240, num_val=60, seed=0):
             out_dir, f"{domain}{seed:03d}", {"train": num_train, "val": num_val},
             lambda: render(rng, spec), names, {"domain": domain, "seed": seed,
                                                "strong_classes": list(strong_classes(domain))})
-    summary.setdefault("domain", domain)
-    summary.setdefault("strong_classes", list(strong_classes(domain)))
     return summary
 
 

@@ -63,7 +63,7 @@ def resize_label(label, size):
 
 
 def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, seed=None,
-            scale=None):
+            scale=None, base_size=None):
     """Random scale, pad, crop and flip of an image and aligned label maps.
 
     Args:
@@ -74,6 +74,8 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
         flip: random horizontal flip.
         seed: optional int for a reproducible stream.
         scale: a fixed scale (overrides the random one; for tests).
+        base_size: if given, scales are relative to the image resized to this
+            long side (the L-Net's canonical size), not to its own size.
 
     Returns:
         (image float32 [h, w, 3] in 0..255, tuple of uint8 [h, w, 1]).
@@ -84,9 +86,11 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
     seeds = (None, None, None) if seed is None else (seed, seed + 1, seed + 2)
     if scale is None:
         scale = tf.random.uniform([], min_scale, max_scale, seed=seeds[0])
+    if base_size:
+        scale *= base_size / tf.cast(tf.reduce_max(shape[:2]), tf.float32)
     new_size = tf.cast(tf.round(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
     new_size = tf.maximum(new_size, 1)
-    image = tf.image.resize(image, new_size, method="bilinear")
+    image = tf.image.resize(image, new_size, method="bilinear", antialias=True)
     labels = tuple(resize_label(label, new_size) for label in labels)
 
     pad_h = tf.maximum(crop_h - new_size[0], 0)
@@ -105,6 +109,39 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
     image = stacked[..., :3]
     labels = tuple(tf.cast(stacked[..., 3 + i:4 + i], tf.uint8) for i in range(len(labels)))
     return image, labels
+
+
+def whole_image(image, crop_size, base_size=None, min_scale=0.5, flip=True, seed=None):
+    """The whole image, randomly scaled to fit inside the crop and placed at a random offset.
+
+    For image-level labels: unlike a random crop, it never cuts out an
+    object whose label the image carries. The scale is at most the one that
+    fits the crop (and at most ``base_size`` on the long side), times a
+    random factor in [max(min_scale, 0.75), 1]. Padding is the mean colour.
+
+    Returns:
+        float32 [crop_h, crop_w, 3] in 0..255.
+    """
+    crop_h, crop_w = crop_size
+    image = tf.cast(image, tf.float32)
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    seeds = (None, None, None, None) if seed is None else (seed, seed + 1, seed + 2, seed + 3)
+    fit = tf.minimum(crop_h / size[0], crop_w / size[1])
+    if base_size:
+        fit = tf.minimum(fit, base_size / tf.reduce_max(size))
+    fit *= tf.random.uniform([], max(min_scale, 0.75), 1.0, seed=seeds[0])
+    new_size = tf.maximum(tf.cast(tf.floor(size * fit), tf.int32), 1)
+    image = tf.image.resize(image, new_size, method="bilinear", antialias=True)
+    top = tf.random.uniform([], 0, crop_h - new_size[0] + 1, tf.int32, seed=seeds[1])
+    left = tf.random.uniform([], 0, crop_w - new_size[1] + 1, tf.int32, seed=seeds[2])
+    mean = tf.constant(IMAGENET_MEAN_RGB, tf.float32)
+    image = tf.pad(image - mean, [[top, crop_h - new_size[0] - top],
+                                  [left, crop_w - new_size[1] - left], [0, 0]]) + mean
+    image = tf.ensure_shape(image, [crop_h, crop_w, 3])
+    if flip:
+        image = tf.cond(tf.random.uniform([], seed=seeds[3]) < 0.5,
+                        lambda: tf.reverse(image, [1]), lambda: image)
+    return image
 
 
 def _options(deterministic):
@@ -144,12 +181,14 @@ def _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_ind
 
 
 def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, max_scale=2.0,
-                   shuffle=True, repeat=True, seed=None, shard_index=0, num_shards=1):
+                   shuffle=True, repeat=True, seed=None, shard_index=0, num_shards=1,
+                   base_size=None):
     """Training stream of the strong pool: (image, mask) batches.
 
     Yields ``{"image": float32 [B, h, w, 3] 0..255, "mask": uint8 [B, h, w, 1]}``.
     With ``num_shards`` > 1 it reads only every ``num_shards``-th example from
     ``shard_index`` (one replica's share), with its own augmentation seed.
+    With ``base_size``, scales are relative to the image at that long side.
     """
     if not examples:
         raise ValueError("strong pool is empty")
@@ -158,7 +197,8 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
 
     def load(image_path, mask_path):
         image, mask = decode_image_and_mask(image_path, mask_path, num_classes)
-        image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale, seed=seed)
+        image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale, seed=seed,
+                                 base_size=base_size)
         return {"image": image, "mask": mask}
 
     return _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index,
@@ -167,12 +207,15 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
 
 def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_paths=None,
                  min_scale=0.5, max_scale=2.0, shuffle=True, repeat=True, seed=None,
-                 shard_index=0, num_shards=1):
+                 shard_index=0, num_shards=1, base_size=None):
     """Training stream of the weak pool: images with image-level labels.
 
     Yields ``{"image", "labels": float32 [B, num_classes - 1] multi-hot}`` and, given
-    ``pseudo_label_paths`` (one per example), ``"mask"`` with the pseudo-labels.
-    The weak examples carry no mask path, so nothing here can read a weak mask.
+    ``pseudo_label_paths`` (one per example), ``"mask"`` with the pseudo-labels,
+    augmented like the strong stream. Without pseudo-labels (the L-Net's
+    classifier stream) every image is shown whole (``whole_image``), so its
+    labels always describe what is in the batch. The weak examples carry no
+    mask path, so nothing here can read a weak mask.
     """
     if not examples:
         raise ValueError("weak pool is empty")
@@ -184,8 +227,8 @@ def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_path
 
     def load(image_path, label_vector, pseudo_path=None):
         if pseudo_path is None:
-            image = decode_image(image_path)
-            image, _ = augment(image, (), crop_size, min_scale, max_scale, seed=seed)
+            image = whole_image(decode_image(image_path), crop_size, base_size, min_scale,
+                                seed=seed)
             return {"image": image, "labels": label_vector}
         image, pseudo = decode_image_and_mask(image_path, pseudo_path, num_classes)
         image, (pseudo,) = augment(image, (pseudo,), crop_size, min_scale, max_scale, seed=seed)

@@ -65,7 +65,7 @@ def parse_strong_classes(spec, class_names, flag="--strong_classes"):
 
 
 def build_pools(records, class_split):
-    """Splits VocRecords into the strong and the weak pool (design.md §1).
+    """Splits VocRecords into the strong and the weak pool (docs/method.md, "Terms").
 
     A masked image whose foreground classes are all strong goes to the strong
     pool (a background-only image too, unless no class is strong); any image

@@ -200,7 +200,7 @@ def write_voc_set(out_dir, prefix, split_sizes, render, class_names, meta):
     return {"out_dir": out_dir, **summary}
 
 
-def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main"):
+def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main", extra_meta=None):
     """Writes the embedded VOC-layout set into ``out_dir`` and returns a summary.
 
     Args:
@@ -209,6 +209,7 @@ def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main"):
         seed: the same seed writes byte-identical files.
         category_set: ``"main"`` (the classes to segment) or ``"agnostic"``
             (disjoint extra categories for the 0 % setting).
+        extra_meta: more entries for ``synthetic.json``.
 
     Example:
         >>> generate("/tmp/synth", num_train=20, num_val=5)["num_images"]
@@ -220,7 +221,7 @@ def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main"):
     names = ["background"] + [c[0] for c in categories]
     return write_voc_set(out_dir, prefix, {"train": num_train, "val": num_val},
                          lambda: render_image(rng, categories), names,
-                         {"category_set": category_set, "seed": seed})
+                         {"category_set": category_set, "seed": seed, **(extra_meta or {})})
 
 
 def ensure(out_dir, category_set="main", seed=0, num_train=240, num_val=60):

@@ -1,5 +1,6 @@
-"""In-graph streaming confusion matrix over a dataset, under any tf.distribute strategy."""
+"""Streaming confusion matrix over an evaluation split, under any tf.distribute strategy."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -27,17 +28,6 @@ def predict_probabilities(model, images, flip=False, scales=(1.0,)):
     return total / float(len(scales) * (2 if flip else 1))
 
 
-def batch_confusion(predictions, masks, num_classes):
-    """[C, C] int64 confusion of one batch (rows: truth, columns: prediction), void ignored."""
-    truth = tf.reshape(tf.cast(masks, tf.int64), [-1])
-    predicted = tf.reshape(tf.cast(predictions, tf.int64), [-1])
-    keep = truth != VOID_LABEL
-    index = tf.boolean_mask(truth * num_classes + predicted, keep)
-    counts = tf.math.bincount(index, minlength=num_classes * num_classes,
-                              maxlength=num_classes * num_classes, dtype=tf.int64)
-    return tf.reshape(counts, [num_classes, num_classes])
-
-
 def evaluation_stream(records, num_classes, shard_index=0, num_shards=1):
     """One replica's share of an evaluation split: single images at their own size.
 
@@ -60,27 +50,29 @@ def evaluate_confusion(model, records, num_classes, strategy=None, flip=False, s
                        verbose=1):
     """Runs ``model`` over ``records`` (with masks) and returns the [C, C] confusion matrix.
 
-    Each replica predicts its own images one at a time and computes their
-    confusion in-graph; the matrices are summed across replicas.
+    Rows are ground truth, columns predictions, void ignored. Each replica
+    predicts its own images one at a time; a ``keras.metrics.MeanIoU`` made in
+    the strategy's scope keeps the confusion matrix, summed across replicas.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        metric = keras.metrics.MeanIoU(num_classes, ignore_class=VOID_LABEL, dtype="int64")
 
     def replica_step(batch):
-        probs = predict_probabilities(model, batch["image"], flip, scales)
-        confusion = batch_confusion(tf.argmax(probs, axis=-1), batch["mask"][..., 0], num_classes)
-        return confusion * tf.cast(batch["weight"][0], tf.int64)
+        predicted = tf.argmax(predict_probabilities(model, batch["image"], flip, scales), axis=-1)
+        weight = tf.broadcast_to(tf.cast(batch["weight"], tf.int64)[:, None, None],
+                                 tf.shape(predicted))
+        metric.update_state(batch["mask"][..., 0], predicted, sample_weight=weight)
 
     @tf.function(reduce_retracing=True)
     def step(batch):
-        return strategy.reduce(tf.distribute.ReduceOp.SUM,
-                               strategy.run(replica_step, args=(batch,)), axis=None)
+        strategy.run(replica_step, args=(batch,))
 
     replicas = strategy.num_replicas_in_sync
     dataset = strategy.distribute_datasets_from_function(lambda context: replica_stream(
         lambda shard, shards: evaluation_stream(records, num_classes, shard, shards), context))
-    confusion = np.zeros((num_classes, num_classes), np.int64)
     progress = Progress(len(records), "eval", "image", enabled=bool(verbose))
     for i, batch in enumerate(dataset):
-        confusion += step(batch).numpy()
+        step(batch)
         progress.update(min(len(records), (i + 1) * replicas))
-    return confusion
+    return metric.total_cm.numpy().astype(np.int64)

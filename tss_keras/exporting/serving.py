@@ -1,52 +1,54 @@
 """The SavedModel served by TF Serving: ``serving_default`` on image bytes, ``predict_images``."""
 
+import json
+
 import keras
 import tensorflow as tf
 
-from tss_keras.constants import IMAGENET_MEAN_RGB, VOID_LABEL
+from tss_keras.constants import VOID_LABEL
 
 
 def _decode(image_bytes):
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    return tf.RaggedTensor.from_tensor(image, ragged_rank=1), tf.shape(image)[:2]
+    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
 
 
 def make_serving_functions(pnet, num_classes):
     """Returns (serve_bytes, predict_images) functions around a P-Net.
 
     ``serve_bytes(image_bytes)``: a batch of JPEG/PNG bytes of any sizes ->
-    ``classes`` int32 [B, Hmax, Wmax] (255 outside each image), ``probabilities``
-    float32 [B, Hmax, Wmax, K+1], ``heights`` and ``widths`` int32 [B]. Images
-    are padded with the mean colour to the largest in the batch; undecodable
-    bytes raise InvalidArgument. ``predict_images(images)``: float32 RGB 0..255
-    [B, H, W, 3] -> ``logits`` and ``classes``.
+    ``classes`` int32 [B, Hmax, Wmax] (255 outside each image),
+    ``probabilities`` float32 [B, Hmax, Wmax, K+1] (0 outside), ``heights``
+    and ``widths`` int32 [B]. Each image goes through the P-Net on its own, at
+    its own size, so its mask does not depend on the other images of the
+    request (TF Serving batches requests; padding them together would change
+    the P-Net's image pooling). Undecodable bytes raise InvalidArgument.
+    ``predict_images(images)``: float32 RGB 0..255 [B, H, W, 3] -> ``logits``
+    and ``classes``.
     """
-    mean = tf.constant(IMAGENET_MEAN_RGB, tf.float32)
-
-    def run(images, sizes):
-        probabilities = tf.nn.softmax(pnet(images, training=False), axis=-1)
-        shape = tf.shape(images)
-        rows = tf.range(shape[1])[None, :, None] < sizes[:, 0, None, None]
-        cols = tf.range(shape[2])[None, None, :] < sizes[:, 1, None, None]
-        inside = rows & cols
-        classes = tf.where(inside, tf.argmax(probabilities, axis=-1, output_type=tf.int32), VOID_LABEL)
-        return classes, probabilities * tf.cast(inside, tf.float32)[..., None]
 
     def serve_bytes(image_bytes):
-        ragged, sizes = tf.map_fn(_decode, image_bytes, fn_output_signature=(
-            tf.RaggedTensorSpec([None, None, 3], tf.uint8, ragged_rank=1),
-            tf.TensorSpec([2], tf.int32)))
-        batch = tf.shape(image_bytes)[0]
+        sizes = tf.map_fn(lambda data: tf.shape(_decode(data))[:2], image_bytes,
+                          fn_output_signature=tf.TensorSpec([2], tf.int32))
+        height = tf.reduce_max(tf.concat([sizes[:, 0], [0]], axis=0))
+        width = tf.reduce_max(tf.concat([sizes[:, 1], [0]], axis=0))
+
+        def one(data):
+            image = tf.cast(_decode(data), tf.float32)
+            probabilities = tf.nn.softmax(pnet(image[None], training=False)[0], axis=-1)
+            classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            pads = [[0, height - tf.shape(image)[0]], [0, width - tf.shape(image)[1]]]
+            return (tf.pad(classes - VOID_LABEL, pads) + VOID_LABEL,
+                    tf.pad(probabilities, pads + [[0, 0]]))
 
         def predict():
-            images = tf.cast(ragged.to_tensor(), tf.float32)
-            valid = ragged.with_values(tf.ones_like(ragged.values[..., :1])).to_tensor() > 0
-            return run(tf.where(valid, images, mean), sizes)
+            return tf.map_fn(one, image_bytes, fn_output_signature=(
+                tf.TensorSpec([None, None], tf.int32),
+                tf.TensorSpec([None, None, num_classes], tf.float32)))
 
         def empty():
-            return (tf.zeros([0, 0, 0], tf.int32), tf.zeros([0, 0, 0, num_classes], tf.float32))
+            return tf.zeros([0, 0, 0], tf.int32), tf.zeros([0, 0, 0, num_classes], tf.float32)
 
-        classes, probabilities = tf.cond(batch > 0, predict, empty)
+        classes, probabilities = tf.cond(tf.size(image_bytes) > 0, predict, empty)
         return {"classes": classes, "probabilities": probabilities,
                 "heights": sizes[:, 0], "widths": sizes[:, 1]}
 
@@ -60,8 +62,10 @@ def make_serving_functions(pnet, num_classes):
 def write_saved_model(pnet, num_classes, path, class_names=None):
     """Writes a SavedModel with the two signatures (method tensorflow/serving/predict).
 
-    ``class_names`` go to ``assets.extra/class_names.txt`` (TF Serving ignores
-    that folder; clients can read the class list there).
+    ``class_names`` go to ``assets.extra/class_names.txt`` and the exporting
+    TensorFlow and Keras versions to ``assets.extra/exported_with.json`` (TF
+    Serving ignores that folder; the server must be at least as new as the
+    exporting TensorFlow, since exports use recent ops).
     """
     serve_bytes, predict_images = make_serving_functions(pnet, num_classes)
     archive = keras.export.ExportArchive()
@@ -72,9 +76,11 @@ def write_saved_model(pnet, num_classes, path, class_names=None):
                          input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32,
                                                         name="images")])
     archive.write_out(path, verbose=False)
+    extra = tf.io.gfile.join(path, "assets.extra")
+    tf.io.gfile.makedirs(extra)
     if class_names:
-        extra = tf.io.gfile.join(path, "assets.extra")
-        tf.io.gfile.makedirs(extra)
         with tf.io.gfile.GFile(tf.io.gfile.join(extra, "class_names.txt"), "w") as f:
             f.write("\n".join(class_names) + "\n")
+    with tf.io.gfile.GFile(tf.io.gfile.join(extra, "exported_with.json"), "w") as f:
+        f.write(json.dumps({"tensorflow": tf.__version__, "keras": keras.__version__}) + "\n")
     return path

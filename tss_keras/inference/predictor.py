@@ -36,6 +36,16 @@ class Predictor:
         else:
             raise DataError(f"{path}: --model must be a SavedModel folder, a .keras or a .tflite file")
 
+    @property
+    def note(self):
+        """What a user should know about how this model sees images (None if nothing)."""
+        if self.kind == "tflite":
+            height, width = self._runner.input_size
+            return (f"{os.path.basename(self.path)} takes a fixed {height}x{width} input: each "
+                    f"image is resized to the model's {height}x{width} input and its mask back "
+                    f"to the image's size")
+        return None
+
     def classes(self, image_path):
         """Returns (image uint8 [H, W, 3], classes uint8 [H, W])."""
         data = tf.io.read_file(image_path)

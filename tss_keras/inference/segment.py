@@ -25,17 +25,32 @@ def list_images(path):
     return [path]
 
 
-def segment(predictor, input_path, output_dir, alpha=0.5):
+def segment(predictor, input_path, output_dir, alpha=0.5, skip_bad=False):
     """Runs ``predictor`` over the images and writes ``<name>.png`` and ``<name>_overlay.jpg``.
 
-    Returns the list of mask paths. A progress bar is shown for several images.
+    Args:
+        predictor: a Predictor.
+        input_path: an image file or a folder of images.
+        output_dir: where masks and overlays go.
+        alpha: overlay opacity.
+        skip_bad: skip images that cannot be read (listed in the result)
+            instead of stopping at the first.
+
+    Returns:
+        (mask paths written, [{"file", "error"} of skipped images]).
     """
     files = list_images(input_path)
     os.makedirs(output_dir, exist_ok=True)
     progress = Progress(len(files), "segment", "image", enabled=len(files) > 1)
-    written = []
+    written, skipped = [], []
     for i, path in enumerate(files):
-        image, classes = predictor.classes(path)
+        try:
+            image, classes = predictor.classes(path)
+        except DataError as e:
+            if not skip_bad:
+                raise
+            skipped.append({"file": path, "error": str(e).partition(": ")[2]})
+            continue
         stem = os.path.splitext(os.path.basename(path))[0]
         mask_path = os.path.join(output_dir, stem + ".png")
         save_palette_png(mask_path, classes)
@@ -45,4 +60,4 @@ def segment(predictor, input_path, output_dir, alpha=0.5):
                      lambda tmp, im=side_by_side: im.save(tmp, "JPEG", quality=90))
         written.append(mask_path)
         progress.update(i + 1)
-    return written
+    return written, skipped

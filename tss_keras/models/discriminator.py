@@ -1,4 +1,4 @@
-"""The fully convolutional discriminator of the adversarial refinement (design.md §1)."""
+"""The fully convolutional discriminator of the adversarial refinement (docs/method.md)."""
 
 import keras
 

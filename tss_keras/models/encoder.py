@@ -2,11 +2,12 @@
 
 keras.applications takes no output-stride argument, so the backbone is cloned
 with late-stage strides set to 1 and dilations 2/4, and its weights copied over
-unchanged (design.md §3). Every encoder takes RGB 0..255 at any H, W and
+unchanged. Every encoder takes RGB 0..255 at any H, W and
 returns features at ``output_stride``.
 """
 
 import os
+import warnings
 
 import keras
 
@@ -112,16 +113,38 @@ def dilate_backbone(base, backbone, output_stride, sync_bn=False):
     return dilated
 
 
+# The notop weights file keras.applications downloads for each backbone.
+WEIGHTS_FILES = {
+    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet101": "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+}
+
+
 def _load_backbone(backbone, weights):
     constructor = _SPECS[backbone][0]
     if weights not in (None, "imagenet") and not os.path.isfile(weights):
         raise UsageError(f"--weights: file {weights} does not exist")
-    try:
-        return constructor(include_top=False, weights=weights, input_shape=(None, None, 3))
-    except ValueError as e:
-        if weights not in (None, "imagenet"):
-            raise UsageError(f"--weights: {weights} does not fit backbone {backbone} ({e})") from None
-        raise
+    # A mismatching file makes Keras warn once per layer before it fails; the
+    # one line below says all there is to say.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return constructor(include_top=False, weights=weights, input_shape=(None, None, 3))
+        except ValueError as e:
+            if weights not in (None, "imagenet"):
+                first = str(e).strip().splitlines()[0][:200]
+                raise UsageError(f"--weights: {weights} does not fit backbone {backbone} "
+                                 f"({first})") from None
+            raise
+        except Exception as e:  # keras' get_file wraps every download failure
+            if weights == "imagenet" and "fetch failure" in str(e).lower():
+                raise UsageError(
+                    f"--weights=imagenet: could not download the {backbone} weights (no network?); "
+                    f"download {WEIGHTS_FILES[backbone]} elsewhere and pass "
+                    f"--weights=/path/to/{WEIGHTS_FILES[backbone]}") from None
+            raise
 
 
 def _tiny_encoder(output_stride, width=32, sync_bn=False):

@@ -42,7 +42,7 @@ class ResizeLike(keras.layers.Layer):
     """Bilinear resize of ``inputs[0]`` to the spatial size of ``inputs[1]``.
 
     Works with sizes known only at run time (``keras.ops.image.resize`` does
-    not while tracing for export, design.md §3).
+    not while tracing for export).
     """
 
     def __init__(self, method="bilinear", **kwargs):
@@ -163,14 +163,3 @@ class ConvHead(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "outputs": self.outputs, "hidden": self.hidden,
                 "use_bias": self.use_bias, "sync_bn": self.sync_bn}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class GlobalAveragePool(keras.layers.Layer):
-    """Mean over H, W: turns a CAM score map [B, h, w, C] into logits [B, C]."""
-
-    def call(self, inputs):
-        return tf.reduce_mean(inputs, axis=[1, 2])
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[-1])

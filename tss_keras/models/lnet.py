@@ -1,8 +1,8 @@
-"""The L-Net: class-agnostic foreground map + class activation maps (design.md §1)."""
+"""The L-Net: class-agnostic foreground map + class activation maps (docs/method.md)."""
 
 import keras
 
-from tss_keras.models.layers import ConvHead, GlobalAveragePool, ResizeLike
+from tss_keras.models.layers import ConvHead, ResizeLike
 
 
 def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, name="lnet"):
@@ -34,6 +34,6 @@ def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, name="lne
     agnostic = ConvHead(1, hidden=head_channels, sync_bn=sync_bn, name="agnostic_head")(features)
     agnostic = ResizeLike(name="agnostic_resize")([agnostic, image])
     cam = ConvHead(num_classes - 1, hidden=0, name="cam_head")(features)
-    logits = GlobalAveragePool(name="cam_pool")(cam)
+    logits = keras.layers.GlobalAveragePooling2D(name="cam_pool")(cam)
     return keras.Model(image, {"agnostic": agnostic, "cam": cam, "logits": logits,
                                "features": features}, name=name)

@@ -2,12 +2,13 @@
 
 import os
 
+import numpy as np
 from tss_keras.data.class_names import load_class_names
 from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
 from tss_keras.data.pools import WeakExample
 from tss_keras.data.voc import load_split
 from tss_keras.errors import DataError, UsageError
-from tss_keras.files import save_model
+from tss_keras.files import atomic_write, save_model
 from tss_keras.models.encoder import build_encoder
 from tss_keras.models.lnet import build_lnet
 from tss_keras.stages.base import Stage, seed_everything
@@ -16,6 +17,8 @@ from tss_keras.training.loop import TrainingLoop
 from tss_keras.training.optimizers import make_optimizer
 from tss_keras.training.precision import dtype_policy_scope, with_loss_scaling
 from tss_keras.training.summaries import first_images, lnet_image_hook
+from tss_keras.transfer.calibration import holdout_ids
+from tss_keras.transfer.label_transfer import LNetInput
 
 # What a trained encoder depends on (the L-Net's and the P-Net's alike).
 ENCODER_SETTINGS = ("backbone", "output_stride", "weights", "crop_size", "batch_size",
@@ -30,6 +33,13 @@ def per_replica_batch(batch_size, strategy):
         raise UsageError(f"--batch_size: {batch_size} does not split evenly over "
                          f"{replicas} replicas")
     return batch_size // replicas
+
+
+def canonical_image_size(config, training_set):
+    """``--lnet_image_size``, or the median long side of the training images if 0."""
+    if config.lnet.lnet_image_size:
+        return config.lnet.lnet_image_size
+    return int(np.median([max(r.height, r.width) for r in training_set.records]))
 
 
 def mask_stream_examples(config, training_set):
@@ -59,7 +69,9 @@ class LNetStage(Stage):
     """Trains the L-Net: agnostic head on masks, CAM classifier on every image's labels."""
 
     name = "lnet"
-    settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr")
+    settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_image_size",
+                                   "lnet_cam_pixel_weight", "calibrate",
+                                   "calibration_images")
 
     def upstream(self, config):
         return "data"
@@ -76,26 +88,41 @@ class LNetStage(Stage):
         training_set = context.training_set
         num_classes = training_set.num_classes
         mask_examples, mask_classes, own_classes = mask_stream_examples(config, training_set)
+        held_out = set()
+        if config.diffusion.calibrate and own_classes:
+            held_out = set(holdout_ids(mask_examples, config.diffusion.calibration_images,
+                                       config.train.seed))
+            mask_examples = [e for e in mask_examples if e.image_id not in held_out]
+        if context.cluster.is_chief:
+            atomic_write(layout.calibration_ids,
+                         lambda tmp: open(tmp, "w").write("".join(f"{i}\n" for i in sorted(held_out))))
         label_examples = [WeakExample(r.image_id, r.image_path, r.labels)
-                          for r in training_set.records]
+                          for r in training_set.records if r.image_id not in held_out]
         data = config.data
+        sizes = LNetInput(canonical_image_size(config, training_set))
         batch = per_replica_batch(data.batch_size, strategy)
         stream = dict(crop_size=data.crop_size, batch_size=batch, min_scale=data.min_scale,
-                      max_scale=data.max_scale, seed=config.train.seed)
+                      max_scale=data.max_scale, seed=config.train.seed,
+                      base_size=sizes.image_size)
+
+        # The classifier sees whole images at the canonical scale (on a square canvas of
+        # that side), the scale label transfer reads its CAMs at.
+        labelled = dict(stream, crop_size=(sizes.image_size, sizes.image_size))
 
         def make_stream(shard_index, num_shards):
             return zip_streams(
                 strong_dataset(mask_examples, mask_classes, shard_index=shard_index,
                                num_shards=num_shards, **stream),
                 weak_dataset(label_examples, num_classes, shard_index=shard_index,
-                             num_shards=num_shards, **stream))
+                             num_shards=num_shards, **labelled))
 
         mixed = config.train.mixed_precision
         with strategy.scope(), dtype_policy_scope(mixed):
             encoder = build_encoder(config.model.backbone, config.model.output_stride,
                                     config.model.weights, sync_bn=config.model.sync_bn)
             lnet = build_lnet(encoder, num_classes, sync_bn=config.model.sync_bn)
-            trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes)
+            trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes,
+                                  cam_pixel_weight=config.lnet.lnet_cam_pixel_weight)
             optimizer = with_loss_scaling(make_optimizer(
                 config.train.optimizer, config.lnet.lnet_lr, config.lnet.lnet_steps,
                 config.train.weight_decay), mixed)
@@ -103,11 +130,12 @@ class LNetStage(Stage):
             optimizer.build(lnet.trainable_variables)
         context.say(f"L-Net: {len(mask_examples)} masked images "
                     f"({'agnostic set' if data.agnostic_data_dir else 'strong pool'}), "
-                    f"{len(label_examples)} labelled images, "
+                    f"{len(label_examples)} labelled images, {len(held_out)} held out for "
+                    f"calibration, images at long side {sizes.image_size}, "
                     f"{strategy.num_replicas_in_sync} replica(s)")
         hooks = []
         if context.cluster.is_chief:
-            sample = first_images(weak_dataset(label_examples, num_classes, **stream))
+            sample = first_images(weak_dataset(label_examples, num_classes, **labelled))
             hooks.append(lnet_image_hook(lnet, sample, os.path.join(layout.logs("lnet"),
                                                                     "images")))
         TrainingLoop(strategy, trainer, make_stream, config.lnet.lnet_steps,
@@ -115,5 +143,6 @@ class LNetStage(Stage):
                      config.train.checkpoint_every, layout.logs("lnet"), context.cluster,
                      name="lnet", jit_compile=config.train.xla, hooks=hooks).run()
         if context.cluster.is_chief:
+            sizes.write(layout.lnet_input)
             save_model(lnet, layout.lnet_model)
         return layout.lnet_model

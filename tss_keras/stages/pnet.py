@@ -61,9 +61,19 @@ class PNetStage(Stage):
             if not split.weak:
                 raise UsageError("--strong_classes: every class is strong, so --mode=ts3 has no "
                                  "weak class to transfer to (use --mode=full for the baseline)")
+            p = config.pnet
+            if not split.strong and p.lambda_adv > 0:
+                if not config.data.agnostic_data_dir:
+                    raise UsageError("--lambda_adv: with no strong class the discriminator's real "
+                                     "maps must come from --agnostic_data_dir (or pass "
+                                     "--lambda_adv=0)")
+                if p.discriminator != "agnostic":
+                    raise UsageError(f"--discriminator: {p.discriminator!r} needs strong-class "
+                                     f"masks; with no strong class use --discriminator=agnostic "
+                                     f"(or --lambda_adv=0)")
 
     def _streams(self, context):
-        """(first examples, first classes, first labelled?, second examples, pseudo paths, note)."""
+        """(first examples, their class count, first labelled?, second examples, pseudo paths)."""
         config, layout = context.config, context.layout
         training_set = context.training_set
         pools = training_set.pools
@@ -84,13 +94,9 @@ class PNetStage(Stage):
                             f"stage first")
         if pools.strong:
             return list(pools.strong), training_set.num_classes, True, list(pools.weak), paths
-        adversarial_agnostic = (config.pnet.lambda_adv > 0 and config.data.agnostic_data_dir
-                                and config.pnet.discriminator == "agnostic")
-        if adversarial_agnostic:
+        if config.pnet.lambda_adv > 0:  # the 0 % setting: real maps from the agnostic set
             examples, classes, _ = mask_stream_examples(config, training_set)
             return examples, classes, False, list(pools.weak), paths
-        context.say("No strong masks (0 % setting): the P-Net trains on pseudo-labels alone; "
-                    "--discriminator=agnostic with --agnostic_data_dir adds the adversarial term.")
         return None, None, False, list(pools.weak), paths
 
     def run(self, context):

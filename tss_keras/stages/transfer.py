@@ -1,19 +1,31 @@
 """The ``transfer`` stage: pseudo-labels for the weak pool from the trained L-Net."""
 
 import dataclasses
+import os
 
-import keras
-
+from tss_keras.config import DiffusionConfig
 from tss_keras.errors import DataError
 from tss_keras.stages.base import Stage
 from tss_keras.training.distribute import barrier
-from tss_keras.transfer.label_transfer import LabelTransfer
+from tss_keras.transfer.calibration import calibrate
+from tss_keras.transfer.label_transfer import load_label_transfer
 from tss_keras.transfer.pseudo_labels import generate_pseudo_labels, summarize_pseudo_labels
-from tss_keras.config import DiffusionConfig
+
+
+def read_ids(path):
+    """Ids listed one per line (an empty list if the file does not exist)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 class TransferStage(Stage):
-    """L-Net + self-diffusion over the weak pool; workers split the images between them."""
+    """Calibrates diffusion on held-out strong images, then labels the weak pool.
+
+    Workers split the weak images between them; calibration runs on every
+    worker (it is small and deterministic), so all use the same settings.
+    """
 
     name = "transfer"
     settings = tuple(f.name for f in dataclasses.fields(DiffusionConfig))
@@ -28,7 +40,6 @@ class TransferStage(Stage):
         return [layout.pseudo_label_dir, layout.pseudo_label_summary]
 
     def check(self, context, planned):
-        import os
         if "lnet" not in planned and not os.path.isfile(context.layout.lnet_model):
             raise DataError(f"{context.layout.lnet_model}: no trained L-Net; run the lnet stage "
                             f"first (--stages=lnet,transfer)")
@@ -36,17 +47,32 @@ class TransferStage(Stage):
     def run(self, context):
         config, layout, cluster = context.config, context.layout, context.cluster
         training_set = context.training_set
-        lnet = keras.saving.load_model(layout.lnet_model, safe_mode=True)
-        transfer = LabelTransfer(lnet, training_set.num_classes, config.diffusion)
+        num_classes = training_set.num_classes
+        diffusion = config.diffusion
+        transfer = load_label_transfer(layout, config, num_classes)
+        summary = {"image_size": transfer.image_size,
+                   "diffusion": dataclasses.asdict(transfer.params)}
+        held_out = set(read_ids(layout.calibration_ids))
+        if diffusion.calibrate and held_out:
+            records = [r for r in training_set.records if r.image_id in held_out]
+            transfer.params, report = calibrate(transfer, records, num_classes, transfer.params)
+            summary.update(diffusion=dataclasses.asdict(transfer.params), calibration=report)
+            context.say(f"Calibration on {report['images']} held-out strong images: "
+                        f"{report['chosen']} -> mIoU {report['miou_void_as_background']:.3f} "
+                        f"(void as background), coverage {report['coverage']:.3f}")
+        elif diffusion.calibrate:
+            context.say("Calibration skipped: no strong images were held out of L-Net training "
+                        "(too few strong images, or the 0 % setting); using the --diffusion_* "
+                        "values.")
         written, skipped = generate_pseudo_labels(
-            transfer, training_set.pools.weak, layout, training_set.num_classes,
-            cluster.worker_index, cluster.num_workers, verbose=int(cluster.is_chief))
+            transfer, training_set.pools.weak, layout, num_classes, cluster.worker_index,
+            cluster.num_workers, verbose=int(cluster.is_chief))
         barrier(context.strategy)
         if cluster.is_chief:
-            summarize_pseudo_labels(training_set.pools.weak, layout, training_set.class_names,
-                                    {"diffusion": dataclasses.asdict(config.diffusion)},
-                                    written if not cluster.multi_worker else None,
-                                    skipped if not cluster.multi_worker else None)
-            context.say(f"Pseudo-labels: {written} written, {skipped} already there -> "
-                        f"{layout.pseudo_label_dir}")
+            summary = summarize_pseudo_labels(
+                training_set.pools.weak, layout, training_set.class_names, summary,
+                written if not cluster.multi_worker else None,
+                skipped if not cluster.multi_worker else None)
+            context.say(f"Pseudo-labels: {written} written, {skipped} already there, void "
+                        f"{summary['void_fraction']:.3f} -> {layout.pseudo_label_dir}")
         return layout.pseudo_label_summary

@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from tss_keras.errors import UsageError
 
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
 
 @dataclasses.dataclass(frozen=True)
 class Cluster:

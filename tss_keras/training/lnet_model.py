@@ -19,19 +19,29 @@ class LNetTrainer(keras.Model):
     masks) also train the classifier; turn it off when the masks come from
     another class list (the agnostic set).
 
+    *(choice)* With ``cam_pixel_weight`` > 0 the masks also supervise the CAM
+    head per pixel: on mask-batch images every class channel learns BCE
+    against "this pixel is that class" (void ignored). Weak classes never
+    occur in those images, so their channels learn only "not here" from them
+    and "somewhere in this image" from their image labels; the shared
+    features are trained to localise, which sharpens every class's CAM.
+
     Args:
         lnet: the model from ``build_lnet``.
         num_classes: K + 1.
         cls_weight: weight of the classification loss.
         mask_labels_for_cls: see above.
+        cam_pixel_weight: weight of the per-pixel CAM loss (0: off).
     """
 
-    def __init__(self, lnet, num_classes, cls_weight=1.0, mask_labels_for_cls=True, **kwargs):
+    def __init__(self, lnet, num_classes, cls_weight=1.0, mask_labels_for_cls=True,
+                 cam_pixel_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.lnet = lnet
         self.num_classes = num_classes
         self.cls_weight = cls_weight
         self.mask_labels_for_cls = mask_labels_for_cls
+        self.cam_pixel_weight = cam_pixel_weight if mask_labels_for_cls else 0.0
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.agnostic_tracker = keras.metrics.Mean(name="agnostic_loss")
         self.cls_tracker = keras.metrics.Mean(name="cls_loss")
@@ -46,18 +56,21 @@ class LNetTrainer(keras.Model):
     def compute_losses(self, data, training):
         """Returns (total, agnostic, cls) batch-mean losses (unscaled)."""
         mask_batch, label_batch = data
-        n = tf.shape(mask_batch["image"])[0]
-        images = tf.concat([mask_batch["image"], label_batch["image"]], axis=0)
-        outputs = self.lnet(images, training=training)
-        agnostic = tf.reduce_mean(losses.agnostic_bce_per_image(outputs["agnostic"][:n],
+        # Two passes: the streams' images may differ in size (crops vs whole images).
+        masked = self.lnet(mask_batch["image"], training=training)
+        labelled = self.lnet(label_batch["image"], training=training)
+        agnostic = tf.reduce_mean(losses.agnostic_bce_per_image(masked["agnostic"],
                                                                 mask_batch["mask"]))
-        cls_per_image = losses.multilabel_bce_per_image(outputs["logits"][n:],
+        cls_per_image = losses.multilabel_bce_per_image(labelled["logits"],
                                                         label_batch["labels"])
         if self.mask_labels_for_cls:
             mask_labels = losses.labels_from_mask(mask_batch["mask"], self.num_classes)
             cls_per_image = tf.concat([losses.multilabel_bce_per_image(
-                outputs["logits"][:n], mask_labels), cls_per_image], axis=0)
+                masked["logits"], mask_labels), cls_per_image], axis=0)
         cls = tf.reduce_mean(cls_per_image)
+        if self.cam_pixel_weight:
+            cls += self.cam_pixel_weight * tf.reduce_mean(losses.cam_pixel_bce_per_image(
+                masked["cam"], mask_batch["mask"], self.num_classes))
         return agnostic + self.cls_weight * cls, agnostic, cls
 
     def train_step(self, data):

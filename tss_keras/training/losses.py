@@ -1,7 +1,7 @@
 """Per-image losses that ignore void (255) and stay correct under replicas.
 
 Each loss returns one value per image; callers average them and divide by
-the replica count (gradients are summed across replicas, design.md §3).
+the replica count (gradients are summed across replicas; docs/method.md, "Training").
 """
 
 import tensorflow as tf
@@ -46,6 +46,21 @@ def multilabel_bce_per_image(logits, labels):
     logits = tf.cast(logits, tf.float32)
     bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.reduce_mean(bce, axis=-1)
+
+
+def cam_pixel_bce_per_image(cams, mask, num_classes):
+    """Per-pixel BCE of CAM logits [B, h, w, K] vs one-hot masks at the CAM's size, per image.
+
+    The mask [B, H, W, 1] is reduced to the CAM grid by nearest neighbour; void
+    pixels are ignored.
+    """
+    cams = tf.cast(cams, tf.float32)
+    small = tf.image.resize(mask, tf.shape(cams)[1:3], method="nearest")
+    small = tf.cast(small[..., 0], tf.int32)
+    targets = tf.one_hot(small, num_classes, dtype=tf.float32)[..., 1:]
+    valid = tf.cast(small != VOID_LABEL, tf.float32)[..., None]
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=cams)
+    return masked_mean_per_image(bce, tf.broadcast_to(valid, tf.shape(bce)))
 
 
 def segmentation_ce_per_image(logits, mask):

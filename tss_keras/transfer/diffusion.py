@@ -1,129 +1,212 @@
-"""Self-diffusion label transfer: CAMs spread over the image, guided by the agnostic map.
+"""Self-diffusion: CAMs spread over the image, guided by the agnostic map, as a few batched TF ops.
 
-*(choice, design.md §1)*: a random walk on a local pixel-affinity graph on a
-downsampled grid. Affinity between a pixel and each neighbour within
-``radius`` is ``exp(-|dc|^2 / 2 sc^2) * exp(-|df|^2 / 2 sf^2)`` over colour
-and/or L-Net features; ``P = D^-1 W``; ``S_{t+1} = P S_t`` for
-``iterations`` steps. Foreground evidence joins the agnostic map M and the
-CAMs A_k (normalised to max 1) of the image's labels as a probabilistic OR,
-``F = 1 - (1 - M)(1 - w max_k A_k)`` with ``w = cam_weight``, so an object
-the agnostic head misses can still be found by its class's CAM. Two things
-diffuse: F and the class seeds ``F * A_k``. The final scores are
-``1 - M'`` for background and ``M' * A'_k / sum_j A'_j`` for each label k;
-a pixel takes the argmax, and becomes void (255) when the winning score is
-below ``confidence``. Classes outside the image's labels never score.
-Everything is batched TF ops.
+*(choice)* The paper gives no equations; this is a random walk on a local
+pixel-affinity graph (after Wang & Tu's self-diffusion), on a working grid
+whose long side has a fixed number of cells, so every distance is relative
+to the image:
+
+- Affinity between a cell and each neighbour within ``radius`` cells is
+  ``exp(-|dc|^2 / 2 sc^2) * exp(-|df|^2 / 2 sf^2)`` over colour and/or
+  L-Net features. The scales ``sc`` and ``sf`` are multiples
+  (``color_scale``, ``feature_scale``) of the image's own median distance
+  between neighbouring cells, so a textured photograph and a flat drawing
+  get comparable graphs. L-Net features are projected to a few principal
+  components per image first (their width does not matter).
+- ``P = D^-1 W``; ``S <- (1 - anchor) P S + anchor S0`` for ``iterations``
+  steps: with ``anchor`` > 0 the walk restarts at its seeds (label
+  propagation with restart), so diffusion refines evidence instead of
+  washing it out.
+- Foreground evidence joins the agnostic map M and the image's CAMs A_k
+  (normalised to max 1) as a probabilistic OR, ``F = 1 - (1 - M)(1 - w
+  max_k A_k)`` with ``w = cam_weight``, so an object the agnostic head
+  misses can still be found by its class's CAM. F and the class seeds
+  ``F * A_k`` diffuse; the scores are ``1 - F'`` for background and
+  ``F' * A'_k / sum_j A'_j`` for each label k.
+- A pixel takes the argmax over background and the image's labels, and is
+  void (255) when the winning score is below ``confidence``. Classes
+  outside the image's labels never score.
 """
 
+import dataclasses
+
+import numpy as np
 import tensorflow as tf
 
 from tss_keras.constants import VOID_LABEL
 from tss_keras.errors import UsageError
 
-
-def _offsets(radius):
-    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+FEATURE_SOURCES = ("color", "features", "both")
 
 
-def _shift(padded, dy, dx, radius, height, width):
-    """The [B, h, w, C] window of ``padded`` displaced by (dy, dx)."""
-    return padded[:, radius + dy:radius + dy + height, radius + dx:radius + dx + width, :]
+@dataclasses.dataclass(frozen=True)
+class DiffusionParams:
+    """The parameters of one diffusion (see the module docstring)."""
+
+    radius: int = 3
+    iterations: int = 20
+    anchor: float = 0.0
+    color_scale: float = 1.0
+    feature_scale: float = 1.0
+    features: str = "both"
+    confidence: float = 0.5
+    cam_weight: float = 1.0
+    cam_power: float = 1.0
+
+    def __post_init__(self):
+        if self.features not in FEATURE_SOURCES:
+            raise UsageError(f"--diffusion_features: {self.features!r} is not one of "
+                             f"{', '.join(FEATURE_SOURCES)}")
+
+
+def neighbourhood(values, radius):
+    """[B, h, w, (2r+1)^2, C]: each cell's window, zero outside the grid.
+
+    Window order is row-major over offsets (dy, dx) from (-r, -r) to (r, r).
+    """
+    size = 2 * radius + 1
+    shape = tf.shape(values)
+    patches = tf.image.extract_patches(values, sizes=[1, size, size, 1], strides=[1, 1, 1, 1],
+                                       rates=[1, 1, 1, 1], padding="SAME")
+    return tf.reshape(patches, tf.concat([shape[:3], [size * size, shape[3]]], axis=0))
+
+
+def median_neighbour_distance(guide):
+    """[B] median squared distance between horizontally and vertically adjacent cells."""
+    right = tf.reduce_sum(tf.square(guide[:, :, 1:] - guide[:, :, :-1]), axis=-1)
+    down = tf.reduce_sum(tf.square(guide[:, 1:] - guide[:, :-1]), axis=-1)
+    batch = tf.shape(guide)[0]
+    distances = tf.concat([tf.reshape(right, [batch, -1]), tf.reshape(down, [batch, -1])], axis=1)
+    distances = tf.sort(distances, axis=1)
+    median = distances[:, tf.shape(distances)[1] // 2]
+    return tf.maximum(median, 1e-6)
 
 
 def affinity(guides, radius, scales):
-    """Row-normalised transition weights [B, h, w, O] over the (2r+1)^2 window.
+    """Row-normalised transition weights [B, h, w, (2r+1)^2] over each cell's window.
 
     Args:
-        guides: list of [B, h, w, C_i] feature maps (colour, features).
-        radius: neighbourhood radius in grid pixels.
-        scales: one affinity scale per guide.
+        guides: list of [B, h, w, C_i] maps (colour, features).
+        radius: neighbourhood radius in cells.
+        scales: one scale per guide, in the guide's units, [B] or scalar.
     """
-    shape = tf.shape(guides[0])
-    height, width = shape[1], shape[2]
-    valid = tf.pad(tf.ones_like(guides[0][..., :1]), [[0, 0], [radius] * 2, [radius] * 2, [0, 0]])
-    padded = [tf.pad(g, [[0, 0], [radius] * 2, [radius] * 2, [0, 0]]) for g in guides]
-    weights = []
-    for dy, dx in _offsets(radius):
-        log_w = tf.zeros_like(guides[0][..., 0])
-        for guide, pad, scale in zip(guides, padded, scales):
-            diff = guide - _shift(pad, dy, dx, radius, height, width)
-            log_w -= tf.reduce_sum(tf.square(diff), axis=-1) / (2.0 * scale * scale)
-        weights.append(tf.exp(log_w) * _shift(valid, dy, dx, radius, height, width)[..., 0])
-    weights = tf.stack(weights, axis=-1)
+    log_w = 0.0
+    for guide, scale in zip(guides, scales):
+        window = neighbourhood(guide, radius)
+        distance = tf.reduce_sum(tf.square(window - guide[:, :, :, None, :]), axis=-1)
+        scale = tf.reshape(tf.cast(scale, tf.float32), [-1, 1, 1, 1])
+        log_w -= distance / (2.0 * scale * scale)
+    inside = neighbourhood(tf.ones_like(guides[0][..., :1]), radius)[..., 0]
+    weights = tf.exp(log_w) * inside
     return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
 
 
-def propagate(scores, transition, radius, iterations):
-    """Runs ``S <- P S`` ``iterations`` times on [B, h, w, C] scores."""
-    shape = tf.shape(scores)
-    height, width = shape[1], shape[2]
-    offsets = _offsets(radius)
-    for _ in range(iterations):
-        padded = tf.pad(scores, [[0, 0], [radius] * 2, [radius] * 2, [0, 0]])
-        scores = tf.add_n([transition[..., i:i + 1] * _shift(padded, dy, dx, radius, height, width)
-                           for i, (dy, dx) in enumerate(offsets)])
-    return scores
+def propagate(scores, transition, radius, iterations, anchor=0.0):
+    """``S <- (1 - anchor) P S + anchor S0``, ``iterations`` times, on [B, h, w, C] scores.
+
+    A ``tf.while_loop`` over iterations: the graph has one body, however many
+    iterations run.
+    """
+    seeds = scores
+    anchor = tf.cast(anchor, scores.dtype)
+
+    def body(i, current):
+        spread = tf.reduce_sum(transition[..., None] * neighbourhood(current, radius), axis=3)
+        return i + 1, (1.0 - anchor) * spread + anchor * seeds
+
+    _, result = tf.while_loop(lambda i, _: i < iterations, body,
+                              (tf.constant(0), scores),
+                              shape_invariants=(tf.TensorShape([]), scores.shape))
+    return result
+
+
+def principal_components(features, dims):
+    """Features [B, h, w, C] projected on their ``dims`` leading principal components per image.
+
+    Wide features (ResNet's 2048 channels) first go through a fixed random
+    projection to 64 dimensions, which keeps distances (Johnson-Lindenstrauss)
+    and makes the per-image eigen-decomposition 64 x 64.
+    """
+    features = tf.cast(features, tf.float32)
+    channels = features.shape[-1]
+    if channels > 64:
+        rng = np.random.default_rng(0)
+        projection, _ = np.linalg.qr(rng.normal(size=(channels, 64)))
+        features = tf.einsum("bhwc,cd->bhwd", features, tf.constant(projection, tf.float32))
+        channels = 64
+    if dims >= channels:
+        return features
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], -1, channels])
+    flat = flat - tf.reduce_mean(flat, axis=1, keepdims=True)
+    covariance = tf.matmul(flat, flat, transpose_a=True) / tf.cast(tf.shape(flat)[1], tf.float32)
+    _, vectors = tf.linalg.eigh(covariance)
+    leading = vectors[:, :, -dims:]
+    return tf.reshape(tf.matmul(flat, leading), tf.concat([shape[:3], [dims]], axis=0))
 
 
 def normalized_cams(cams, labels, power=1.0):
     """ReLU CAMs scaled to max 1 per image and class, zeroed for absent labels."""
     cams = tf.nn.relu(tf.cast(cams, tf.float32))
     cams = tf.math.divide_no_nan(cams, tf.reduce_max(cams, axis=[1, 2], keepdims=True))
-    if power != 1.0:
-        cams = tf.pow(cams, power)
+    cams = tf.pow(cams, tf.cast(power, tf.float32))
     return cams * labels[:, None, None, :]
 
 
-def transfer_scores(images, foreground, cams, labels, features=None, radius=7, iterations=20,
-                    color_scale=20.0, feature_scale=0.5, feature_source="both",
-                    working_stride=4, cam_power=1.0, cam_weight=1.0):
-    """Class scores [B, H, W, K+1] (background first) at the input size.
+def grid_size(height, width, cells):
+    """(h, w) of a grid with ``cells`` on the image's long side, keeping its aspect."""
+    scale = cells / max(height, width)
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def transfer_scores(images, foreground, cams, labels, features, params, grid, feature_dims=8):
+    """Class scores [B, gh, gw, K+1] (background first) on the working grid.
 
     Args:
-        images: float [B, H, W, 3] RGB 0..255.
-        foreground: agnostic foreground probability [B, H, W, 1].
-        cams: class activation maps [B, h', w', K] (any resolution).
+        images: float [B, H, W, 3] RGB 0..255 (the L-Net's input).
+        foreground: agnostic foreground probability [B, H', W', 1] (any size).
+        cams: class activation maps [B, h', w', K] (any size).
         labels: multi-hot image labels [B, K] (foreground classes).
-        features: L-Net features [B, h', w', C], needed unless
-            ``feature_source == "color"``.
-        radius, iterations, color_scale, feature_scale, feature_source,
-        working_stride, cam_power, cam_weight: see the module docstring.
+        features: L-Net features [B, h', w', C] (unused for ``color`` affinity).
+        params: a DiffusionParams; its numbers may be tensors (one traced graph
+            serves them all), ``radius`` and ``features`` shape the graph.
+        grid: (gh, gw) working grid size.
+        feature_dims: principal components of the features used in the affinity.
     """
-    if feature_source not in ("color", "features", "both"):
-        raise UsageError(f"--diffusion_features: {feature_source!r} is not color, features or both")
-    size = tf.shape(images)[1:3]
-    work = tf.maximum(size // working_stride, 1)
-    fg = tf.image.resize(tf.cast(foreground, tf.float32), work, method="area")
-    seeds = tf.image.resize(normalized_cams(cams, labels, cam_power), work, method="bilinear")
-    if cam_weight:
-        cam_evidence = tf.reduce_max(seeds, axis=-1, keepdims=True) * cam_weight
-        fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
+    labels = tf.cast(labels, tf.float32)
+    fg = tf.image.resize(tf.cast(foreground, tf.float32), grid, method="area")
+    seeds = tf.image.resize(normalized_cams(cams, labels, params.cam_power), grid,
+                            method="bilinear")
+    cam_evidence = tf.reduce_max(seeds, axis=-1, keepdims=True) * params.cam_weight
+    fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
     seeds = seeds * fg
-    if iterations > 0:
+    if not (isinstance(params.iterations, int) and params.iterations == 0):
         guides, scales = [], []
-        if feature_source in ("color", "both"):
-            guides.append(tf.image.resize(tf.cast(images, tf.float32), work, method="area"))
-            scales.append(color_scale)
-        if feature_source in ("features", "both"):
-            feats = tf.math.l2_normalize(tf.cast(features, tf.float32), axis=-1)
-            guides.append(tf.image.resize(feats, work, method="bilinear"))
-            scales.append(feature_scale)
-        transition = affinity(guides, radius, scales)
-        diffused = propagate(tf.concat([fg, seeds], axis=-1), transition, radius, iterations)
+        if params.features in ("color", "both"):
+            colour = tf.image.resize(tf.cast(images, tf.float32), grid, method="area")
+            guides.append(colour)
+            scales.append(params.color_scale * tf.sqrt(median_neighbour_distance(colour)))
+        if params.features in ("features", "both"):
+            projected = principal_components(features, feature_dims)
+            projected = tf.image.resize(projected, grid, method="bilinear")
+            guides.append(projected)
+            scales.append(params.feature_scale * tf.sqrt(median_neighbour_distance(projected)))
+        transition = affinity(guides, params.radius, scales)
+        diffused = propagate(tf.concat([fg, seeds], axis=-1), transition, params.radius,
+                             params.iterations, params.anchor)
         fg, seeds = diffused[..., :1], diffused[..., 1:]
     label_mask = labels[:, None, None, :]
     total = tf.reduce_sum(seeds, axis=-1, keepdims=True)
     uniform = label_mask / tf.maximum(tf.reduce_sum(label_mask, axis=-1, keepdims=True), 1.0)
     class_share = tf.where(total > 1e-6, seeds / tf.maximum(total, 1e-6), uniform)
-    scores = tf.concat([1.0 - fg, fg * class_share], axis=-1)
-    return tf.image.resize(scores, size, method="bilinear")
+    return tf.concat([1.0 - fg, fg * class_share], axis=-1)
 
 
-def scores_to_labels(scores, labels, confidence=0.6):
+def scores_to_labels(scores, labels, confidence=0.5):
     """Pseudo-label [B, H, W] int32: argmax over background and the image's labels.
 
     Pixels whose winning score is below ``confidence`` become void (255).
     """
+    labels = tf.cast(labels, scores.dtype)
     allowed = tf.concat([tf.ones_like(labels[:, :1]), labels], axis=-1)[:, None, None, :]
     masked = tf.where(allowed > 0, scores, -1.0)
     winner = tf.argmax(masked, axis=-1, output_type=tf.int32)

@@ -75,3 +75,52 @@ def mean_average_precision(scores, labels):
     aps = [average_precision(scores[:, k], labels[:, k]) for k in range(np.shape(labels)[1])]
     aps = [ap for ap in aps if ap is not None]
     return float(np.mean(aps)) if aps else None
+
+
+CAM_ARGMAX = "cam_argmax"
+
+
+def evaluate_label_transfer(transfer, records, num_classes, variants, classes):
+    """Scores label-transfer variants on masked records, given their true image labels.
+
+    Args:
+        transfer: a LabelTransfer (its L-Net runs once per image).
+        records: VocRecords with masks (e.g. the weak pool, masks read only here).
+        num_classes: K + 1.
+        variants: {name: DiffusionParams, or CAM_ARGMAX for the CAM-only baseline}.
+        classes: class ids the mIoU averages over (e.g. the weak classes).
+
+    Returns:
+        {"agnostic_iou", "classifier_map", and per variant {miou,
+        miou_void_as_background, coverage}}, everything at each image's own size.
+    """
+    import tensorflow as tf
+
+    from tss_keras.data.pipeline import multi_hot
+    from tss_keras.data.voc import read_image, read_mask
+    from tss_keras.transfer.diffusion import cam_argmax_labels
+
+    scores = {name: PseudoLabelScore(num_classes) for name in variants}
+    intersection = union = 0
+    logits, targets = [], []
+    for record in records:
+        image = read_image(record.image_path)
+        truth = read_mask(record.mask_path, num_classes)
+        labels = multi_hot(record.labels, num_classes)[None]
+        view = transfer.view([image])
+        size = truth.shape
+        fg = tf.image.resize(view.foreground, size).numpy()[0, ..., 0]
+        i, u = foreground_iou(fg, truth)
+        intersection, union = intersection + i, union + u
+        logits.append(view.logits.numpy()[0])
+        targets.append(labels[0])
+        for name, params in variants.items():
+            if params == CAM_ARGMAX:
+                label = cam_argmax_labels(view.cams, labels, size).numpy()[0]
+            else:
+                label = transfer.labels(view, labels, [size], params)[0]
+            scores[name].add(label, truth)
+    result = {"agnostic_iou": intersection / union if union else None,
+              "classifier_map": mean_average_precision(np.array(logits), np.array(targets))}
+    result.update({name: score.summary(classes) for name, score in scores.items()})
+    return result

@@ -1,9 +1,77 @@
-"""LabelTransfer: L-Net inference + self-diffusion, from an image and its labels to a pseudo-label."""
+"""LabelTransfer: from an image and its image-level labels to a pixel pseudo-label.
 
+The L-Net sees every image resized to the canonical long side it was
+trained at (``LNetInput.image_size``), so its behaviour does not depend on
+how large an image is, and memory per image is bounded. (CAMs read from a
+second pass at the classifier's whole-image training size were coarser and
+localised worse on the domain suite, so one pass serves everything.) Diffusion then runs on a grid of ``grid`` cells along the long
+side; the scores are resized to the image's own size at the end.
+"""
+
+import dataclasses
+import json
+import typing
+
+import keras
 import numpy as np
 import tensorflow as tf
 
-from tss_keras.transfer.diffusion import scores_to_labels, transfer_scores
+from tss_keras.errors import DataError
+from tss_keras.files import write_json
+
+from tss_keras.transfer.diffusion import grid_size, scores_to_labels, transfer_scores
+
+# DiffusionParams fields fed to the traced graph as float tensors (not baked in).
+NUMERIC_PARAMS = ("anchor", "color_scale", "feature_scale", "cam_weight", "cam_power")
+
+
+SIZE_STEP = 8
+
+
+def canonical_size(height, width, image_size):
+    """(h, w) with the long side ``image_size`` and about the image's aspect ratio.
+
+    The short side is rounded to a multiple of 8 (a stretch of at most 4
+    pixels), so that images of similar shape share a size and a batch.
+    """
+    scale = image_size / max(height, width)
+    short = max(SIZE_STEP, int(round(min(height, width) * scale / SIZE_STEP)) * SIZE_STEP)
+    short = min(short, image_size)
+    return (image_size, short) if height >= width else (short, image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class LNetInput:
+    """The size an L-Net was trained at (written by the lnet stage).
+
+    Attributes:
+        image_size: canonical long side of the images (the mask stream's scale).
+    """
+
+    image_size: int
+
+    def write(self, path):
+        write_json(path, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise DataError(f"{path}: missing; the L-Net was trained by another version of "
+                            f"tss_keras (re-run the lnet stage with --overwrite)") from None
+        return cls(int(data["image_size"]))
+
+
+class View(typing.NamedTuple):
+    """The L-Net's outputs for a batch of images of one canonical size (a tf.nest structure)."""
+
+    images: tf.Tensor      # [B, h, w, 3] RGB 0..255 at the canonical size
+    foreground: tf.Tensor  # [B, h, w, 1] agnostic foreground probability
+    cams: tf.Tensor        # [B, h', w', K] at the encoder stride
+    logits: tf.Tensor      # [B, K] multi-label classifier logits
+    features: tf.Tensor    # [B, h', w', C]
 
 
 class LabelTransfer:
@@ -12,34 +80,87 @@ class LabelTransfer:
     Args:
         lnet: a trained L-Net (``build_lnet``).
         num_classes: K + 1.
-        diffusion: a ``DiffusionConfig``.
+        params: the ``DiffusionParams`` used by ``__call__``.
+        image_size: the L-Net's canonical input size (long side, pixels).
+        grid: cells along the long side of the diffusion grid.
+        feature_dims: principal components of the L-Net features in the affinity.
 
     Example:
-        >>> transfer = LabelTransfer(lnet, num_classes=21, diffusion=DiffusionConfig())
+        >>> transfer = LabelTransfer(lnet, 21, DiffusionParams(), image_size=321, grid=64)
         >>> label = transfer(image, multi_hot({8}, 21))   # uint8 [H, W], 255 void
     """
 
-    def __init__(self, lnet, num_classes, diffusion):
+    def __init__(self, lnet, num_classes, params, image_size, grid, feature_dims=8):
         self.lnet = lnet
         self.num_classes = num_classes
-        self.diffusion = diffusion
-        self._run = tf.function(self._label, input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.float32),
-            tf.TensorSpec([None, num_classes - 1], tf.float32)], reduce_retracing=True)
+        self.params = params
+        self.image_size = image_size
+        self.grid = grid
+        self.feature_dims = feature_dims
+        self._view = tf.function(self._compute_view, reduce_retracing=True)
+        self._scores = {}
 
-    def _label(self, images, labels):
+    def _compute_view(self, images):
         outputs = self.lnet(images, training=False)
-        d = self.diffusion
-        scores = transfer_scores(
-            images, tf.sigmoid(tf.cast(outputs["agnostic"], tf.float32)), outputs["cam"], labels,
-            outputs["features"], radius=d.diffusion_radius, iterations=d.diffusion_iterations,
-            color_scale=d.diffusion_color_scale, feature_scale=d.diffusion_feature_scale,
-            feature_source=d.diffusion_features, working_stride=d.diffusion_stride,
-            cam_power=d.diffusion_cam_power, cam_weight=d.diffusion_cam_weight)
-        return scores_to_labels(scores, labels, d.diffusion_confidence)
+        return View(images, tf.sigmoid(tf.cast(outputs["agnostic"], tf.float32)),
+                    tf.cast(outputs["cam"], tf.float32), tf.cast(outputs["logits"], tf.float32),
+                    outputs["features"])
+
+    def view(self, images):
+        """The L-Net's view of images (uint8 or float RGB), each [H, W, 3], all of one canonical size.
+
+        Returns a View of the batch.
+        """
+        height, width = np.shape(images[0])[:2]
+        size = canonical_size(height, width, self.image_size)
+        batch = tf.stack([tf.image.resize(np.asarray(i, np.float32), size, method="bilinear",
+                                          antialias=True) for i in images])
+        return self._view(batch)
+
+    def scores(self, view, labels, params=None):
+        """Class scores [B, gh, gw, K+1] on the diffusion grid for a View and labels [B, K]."""
+        params = params or self.params
+        height, width = view.images.shape[1:3]
+        grid = tf.constant(grid_size(height, width, self.grid), tf.int32)
+        shape = (params.radius, params.features, params.iterations == 0)
+        if shape not in self._scores:  # one graph per window size and affinity guide
+            def run(v, y, g, numbers):
+                traced = dataclasses.replace(params, **numbers)
+                if shape[2]:
+                    traced = dataclasses.replace(traced, iterations=0)
+                return transfer_scores(v.images, v.foreground, v.cams, y, v.features, traced, g,
+                                       self.feature_dims)
+            self._scores[shape] = tf.function(run, reduce_retracing=True)
+        numbers = {name: tf.constant(getattr(params, name), tf.float32)
+                   for name in NUMERIC_PARAMS}
+        numbers["iterations"] = tf.constant(params.iterations, tf.int32)
+        return self._scores[shape](view, tf.convert_to_tensor(labels, tf.float32), grid,
+                                   numbers)
+
+    @staticmethod
+    def labels_from_scores(scores, labels, confidence):
+        """uint8 [B, H, W] pseudo-labels (255 void) from scores at their final size."""
+        return scores_to_labels(scores, tf.convert_to_tensor(labels, tf.float32),
+                                confidence).numpy().astype(np.uint8)
+
+    def labels(self, view, labels, sizes, params=None):
+        """Pseudo-labels, one uint8 [H, W] array (255 void) per image, at its (H, W) in ``sizes``."""
+        params = params or self.params
+        grid_scores = self.scores(view, labels, params)
+        return [self.labels_from_scores(tf.image.resize(grid_scores[i:i + 1], size),
+                                        labels[i:i + 1], params.confidence)[0]
+                for i, size in enumerate(sizes)]
 
     def __call__(self, image, labels):
-        """Pseudo-label uint8 [H, W] (255 void) for an RGB image [H, W, 3] and multi-hot labels [K]."""
-        images = tf.convert_to_tensor(np.asarray(image, np.float32)[None])
-        labels = tf.convert_to_tensor(np.asarray(labels, np.float32)[None])
-        return self._run(images, labels).numpy()[0].astype(np.uint8)
+        """Pseudo-label uint8 [H, W] (255 void) for one RGB image [H, W, 3] and multi-hot labels [K]."""
+        view = self.view([image])
+        return self.labels(view, np.asarray(labels, np.float32)[None], [np.shape(image)[:2]])[0]
+
+
+def load_label_transfer(layout, config, num_classes):
+    """The LabelTransfer of a run: its trained L-Net at the sizes it was trained at."""
+    lnet = keras.saving.load_model(layout.lnet_model, safe_mode=True)
+    sizes = LNetInput.read(layout.lnet_input)
+    diffusion = config.diffusion
+    return LabelTransfer(lnet, num_classes, diffusion.params(), sizes.image_size,
+                         diffusion.diffusion_grid, diffusion.diffusion_feature_dims)

@@ -9,19 +9,21 @@ from PIL import Image
 from tss_keras.constants import VOID_LABEL
 from tss_keras.data.palette import colorize, save_palette_png
 from tss_keras.data.pipeline import multi_hot
-from tss_keras.data.voc import read_image
+from tss_keras.data.voc import image_size, read_image
 from tss_keras.errors import UsageError
 from tss_keras.files import write_json
 from tss_keras.progress import Progress
+from tss_keras.transfer.label_transfer import canonical_size
 
 
 def generate_pseudo_labels(transfer, examples, layout, num_classes, shard_index=0, num_shards=1,
-                           verbose=1, log_images=4):
+                           verbose=1, log_images=4, batch_size=8):
     """Writes ``<model_dir>/pseudo_labels/<id>.png`` for this shard's weak examples.
 
-    Files are palette PNGs at the image's own size with 255 void, written
-    atomically; finished files are skipped, so a re-run after a crash
-    continues. The first ``log_images`` written go to TensorBoard
+    Images that share a canonical size go through the L-Net in batches of
+    ``batch_size``. Files are palette PNGs at the image's own size with 255
+    void, written atomically; finished files are skipped, so a re-run after a
+    crash continues. The first ``log_images`` written go to TensorBoard
     (``logs/transfer``) as image | pseudo-label pairs.
 
     Args:
@@ -39,19 +41,33 @@ def generate_pseudo_labels(transfer, examples, layout, num_classes, shard_index=
     os.makedirs(layout.pseudo_label_dir, exist_ok=True)
     mine = list(examples)[shard_index::num_shards]
     todo = [e for e in mine if not os.path.isfile(layout.pseudo_label(e.image_id))]
-    progress = Progress(len(mine), "transfer", "image", enabled=bool(verbose), start=0)
+    groups = {}
+    for example in todo:
+        height, width = image_size(example.image_path)
+        groups.setdefault(canonical_size(height, width, transfer.image_size), []).append(example)
+    progress = Progress(len(mine), "transfer", "image", enabled=bool(verbose))
     writer = tf.summary.create_file_writer(layout.logs("transfer"))
     done = len(mine) - len(todo)
-    progress.update(done)
-    for written, example in enumerate(todo):
-        image = read_image(example.image_path)
-        label = transfer(image, multi_hot(example.labels, num_classes))
-        save_palette_png(layout.pseudo_label(example.image_id), label)
-        if written < log_images:
-            with writer.as_default():
-                pair = np.concatenate([image, colorize(label)], axis=1)
-                tf.summary.image(f"transfer/{example.image_id}", pair[None], step=0)
-        progress.update(done + written + 1)
+    if verbose and todo:
+        print(f"transfer: tracing the L-Net and diffusion for {len(groups)} image size(s) "
+              f"(the first batch takes longest)", flush=True)
+    for size in sorted(groups):
+        group = groups[size]
+        for start in range(0, len(group), batch_size):
+            batch = group[start:start + batch_size]
+            images = [read_image(e.image_path) for e in batch]
+            labels = np.stack([multi_hot(e.labels, num_classes) for e in batch])
+            results = transfer.labels(transfer.view(images), labels,
+                                      [i.shape[:2] for i in images])
+            for example, image, label in zip(batch, images, results):
+                save_palette_png(layout.pseudo_label(example.image_id), label)
+                written = done - (len(mine) - len(todo))
+                if written < log_images:
+                    with writer.as_default():
+                        pair = np.concatenate([image, colorize(label)], axis=1)
+                        tf.summary.image(f"transfer/{example.image_id}", pair[None], step=0)
+                done += 1
+                progress.update(done)
     writer.close()
     return len(todo), len(mine) - len(todo)
 
