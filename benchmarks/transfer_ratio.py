@@ -1,14 +1,19 @@
-"""TS3 vs the fully supervised baseline on the embedded set: the ratio table.
+"""TS3 against the fair fully supervised baseline, per domain, discriminator design and seed.
 
-python benchmarks/transfer_ratio.py [--work_dir=/tmp/tss_transfer_ratio] [--flagfile=demo.flags]
-    [--strong_classes=disc,square,triangle] [extra trainers.run flags ...]
+python benchmarks/transfer_ratio.py [--work_dir=/tmp/tss_label_transfer] [--domains=all]
+    [--designs=none,onehot,matched,agnostic] [--seeds=0,1] [--flagfile=demo.flags]
+    [extra trainers.run flags]
 
-Runs, with one schedule (the flag file's):
-  full      --mode=full on every mask (the baseline),
-  lnet      L-Net pseudo-labels alone on the eval split (given true image labels),
-  no_adv    P-Net on strong masks + pseudo-labels, --lambda_adv=0,
-  ts3       the same with the adversarial term,
-and prints mIoU (overall, strong, weak) and each as a ratio of the baseline.
+Per domain (tss_keras.data.domains) and seed, with one schedule (the flag file's):
+  full        --mode=full: the same images per step as TS3, all with their true masks;
+  <design>    TS3 on strong masks + pseudo-labels; "none" is --lambda_adv=0, the others
+              --discriminator=<design> with the flag file's --lambda_adv.
+The L-Net and pseudo-labels come from --work_dir/<domain>/run (what
+benchmarks/label_transfer.py trained; trained here if absent). Reports
+mIoU over the weak and strong classes on the val split, their ratio to the
+baseline, and the P-Net's weak mIoU on its own weak training images next to
+the quality of the pseudo-labels it learned from (masks read here only, for
+scoring). Writes <work_dir>/transfer_ratio.json.
 """
 
 import argparse
@@ -18,16 +23,19 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def trainer(flagfile, data_dir, model_dir, *extra):
+def trainer(log, flagfile, data_dir, model_dir, *extra):
     command = [sys.executable, "-m", "trainers.run", f"--flagfile={flagfile}",
                f"--data_dir={data_dir}", f"--class_names_file={data_dir}/class_names.txt",
-               f"--model_dir={model_dir}", *extra]
+               f"--model_dir={model_dir}", "--nosynthetic_data", *extra]
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
+    with open(log, "a") as out:
+        subprocess.run(command, check=True, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def results(model_dir):
@@ -35,54 +43,97 @@ def results(model_dir):
         return json.load(f)
 
 
+def weak_training_quality(model_dir, data_dir):
+    """(P-Net weak mIoU on the weak pool's training images, pseudo-label weak mIoU there).
+
+    Both against the hidden masks, void pseudo-labels counted as background.
+    """
+    import keras
+    from PIL import Image
+
+    from tss_keras.config import RunConfig
+    from tss_keras.data.training_set import load_training_set
+    from tss_keras.evaluation.confusion import confusion_matrix, mean_iou
+    from tss_keras.evaluation.evaluator import evaluate_confusion
+    from tss_keras.layout import RunLayout
+    from tss_keras.data.voc import read_mask
+
+    config = RunConfig.read(model_dir)
+    training_set = load_training_set(config.data, verbose=False)
+    k = training_set.num_classes
+    weak_ids = {e.image_id for e in training_set.pools.weak}
+    records = [r for r in training_set.records if r.image_id in weak_ids]
+    pnet = keras.saving.load_model(RunLayout(model_dir).pnet_model, safe_mode=True)
+    weak = sorted(training_set.class_split.weak)
+    pnet_miou = mean_iou(evaluate_confusion(pnet, records, k, verbose=0), weak)
+    pseudo = np.zeros((k, k), np.int64)
+    for record in records:
+        label = np.asarray(Image.open(RunLayout(model_dir).pseudo_label(record.image_id)))
+        pseudo += confusion_matrix(np.where(label == 255, 0, label),
+                                   read_mask(record.mask_path, k), k)
+    return pnet_miou, mean_iou(pseudo, weak)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work_dir", default="/tmp/tss_transfer_ratio")
+    parser.add_argument("--work_dir", default="/tmp/tss_label_transfer")
+    parser.add_argument("--domains", default="all")
+    parser.add_argument("--designs", default="none,onehot,matched,agnostic")
+    parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--flagfile", default=os.path.join(ROOT, "demo.flags"))
-    parser.add_argument("--strong_classes", default="disc,square,triangle")
     args, extra = parser.parse_known_args()
-    data_dir = os.path.join(args.work_dir, "voc")
-    common = [f"--strong_classes={args.strong_classes}", *extra]
-    runs = {name: os.path.join(args.work_dir, name) for name in ("full", "no_adv", "ts3")}
+    from tss_keras.data.domains import DOMAIN_NAMES, generate_domain, strong_classes
 
-    trainer(args.flagfile, data_dir, runs["full"], "--mode=full", "--stages=data,pnet,eval", *common)
-    baseline = os.path.join(runs["full"], "eval", "results.json")
-    trainer(args.flagfile, data_dir, runs["ts3"], "--stages=data,lnet,transfer", *common)
-    if not os.path.exists(runs["no_adv"]):
-        shutil.copytree(runs["ts3"], runs["no_adv"])
-    trainer(args.flagfile, data_dir, runs["no_adv"], "--stages=pnet,eval", "--lambda_adv=0",
-            f"--baseline_results={baseline}", *common)
-    trainer(args.flagfile, data_dir, runs["ts3"], "--stages=pnet,eval",
-            f"--baseline_results={baseline}", *common)
+    domains = DOMAIN_NAMES if args.domains == "all" else tuple(args.domains.split(","))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    table = {}
+    for domain in domains:
+        base = os.path.join(args.work_dir, domain)
+        data_dir, run = os.path.join(base, "voc"), os.path.join(base, "run")
+        log = os.path.join(args.work_dir, f"{domain}_ratio.log")
+        if not os.path.isfile(os.path.join(data_dir, "synthetic.json")):
+            generate_domain(domain, data_dir)
+        common = [f"--strong_classes={','.join(strong_classes(domain))}", *extra]
+        trainer(log, args.flagfile, data_dir, run, "--stages=data,lnet,transfer", *common)
+        rows = {}
+        for seed in seeds:
+            full = os.path.join(base, f"full_s{seed}")
+            trainer(log, args.flagfile, data_dir, full, "--mode=full",
+                    "--stages=data,pnet,eval", f"--seed={seed}", *common)
+            baseline = os.path.join(full, "eval", "results.json")
+            rows.setdefault("full", []).append(results(full))
+            for design in args.designs.split(","):
+                target = os.path.join(base, f"ts3_{design}_s{seed}")
+                if not os.path.exists(target):
+                    shutil.copytree(run, target, ignore=shutil.ignore_patterns("pnet", "eval"))
+                flags = ["--lambda_adv=0"] if design == "none" else [f"--discriminator={design}"]
+                trainer(log, args.flagfile, data_dir, target, "--stages=pnet,eval",
+                        f"--seed={seed}", f"--baseline_results={baseline}", *flags, *common)
+                result = results(target)
+                result["pnet_weak_train"], result["pseudo_weak_train"] = weak_training_quality(
+                    target, data_dir)
+                rows.setdefault(design, []).append(result)
+        table[domain] = {
+            name: {"miou_weak": [r["miou_weak"] for r in runs],
+                   "miou_strong": [r["miou_strong"] for r in runs],
+                   "ratio_weak": [r.get("ratio_to_baseline", {}).get("miou_weak", 1.0)
+                                  for r in runs],
+                   "pnet_weak_train": [r.get("pnet_weak_train") for r in runs],
+                   "pseudo_weak_train": [r.get("pseudo_weak_train") for r in runs]}
+            for name, runs in rows.items()}
+        print(domain, json.dumps(table[domain]), flush=True)
+        with open(os.path.join(args.work_dir, "transfer_ratio.json"), "w") as f:
+            json.dump(table, f, indent=2)
 
-    import keras
-    from tss_keras.config import DiffusionConfig
-    from tss_keras.data.class_names import load_class_names
-    from tss_keras.data.pools import parse_strong_classes
-    from tss_keras.data.voc import load_split
-    from tss_keras.evaluation.report import add_baseline_ratio, build_results
-    from tss_keras.transfer.evaluate import label_transfer_confusion
-
-    names = load_class_names(os.path.join(data_dir, "class_names.txt"))
-    split = parse_strong_classes(args.strong_classes, names)
-    records, _ = load_split(data_dir, "val", names)
-    lnet = keras.saving.load_model(os.path.join(runs["ts3"], "lnet", "lnet.keras"), safe_mode=True)
-    lnet_results = build_results(label_transfer_confusion(lnet, records, len(names),
-                                                          DiffusionConfig()),
-                                 names, split, len(records))
-    add_baseline_ratio(lnet_results, baseline)
-
-    table = {"full": results(runs["full"]), "lnet": lnet_results,
-             "no_adv": results(runs["no_adv"]), "ts3": results(runs["ts3"])}
-    print(f"\n{'run':<8} {'mIoU':>7} {'strong':>7} {'weak':>7} | {'ratio':>6} {'strong':>7} {'weak':>7}")
-    for name, r in table.items():
-        ratio = r.get("ratio_to_baseline", {"miou": 1.0, "miou_strong": 1.0, "miou_weak": 1.0})
-        print(f"{name:<8} {r['miou']:7.4f} {r['miou_strong']:7.4f} {r['miou_weak']:7.4f} | "
-              f"{ratio['miou']:6.3f} {ratio['miou_strong']:7.3f} {ratio['miou_weak']:7.3f}")
-    with open(os.path.join(args.work_dir, "transfer_ratio.json"), "w") as f:
-        json.dump({k: {m: v.get(m) for m in ("miou", "miou_strong", "miou_weak",
-                                                "ratio_to_baseline")}
-                   for k, v in table.items()}, f, indent=2)
+    mean = lambda values: float(np.mean([v for v in values if v is not None]))  # noqa: E731
+    print(f"\n{'domain':<8} {'run':<9} {'weak':>6} {'strong':>6} {'ratio weak':>10} "
+          f"{'P-Net on weak train':>19} {'pseudo-labels':>13}   (mean over seeds)")
+    for domain, rows in table.items():
+        for name, r in rows.items():
+            train = "" if name == "full" else f"{mean(r['pnet_weak_train']):19.3f} " \
+                                              f"{mean(r['pseudo_weak_train']):13.3f}"
+            print(f"{domain:<8} {name:<9} {mean(r['miou_weak']):6.3f} {mean(r['miou_strong']):6.3f} "
+                  f"{mean(r['ratio_weak']):10.3f} {train}")
 
 
 if __name__ == "__main__":

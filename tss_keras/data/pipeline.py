@@ -62,6 +62,20 @@ def resize_label(label, size):
     return tf.image.resize(label, size, method="nearest")
 
 
+def _op_seeds(seed, count):
+    """``count`` stateless-op seeds from an element seed.
+
+    Stateless ops with a seed per element make augmentation independent of
+    the order in which parallel ``map`` calls run, so a seeded stream is the
+    same every time. ``seed``: an int, a [2] tensor, or None (random).
+    """
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int64)
+    elif isinstance(seed, int):
+        seed = tf.constant([seed, 0], tf.int64)
+    return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), count))
+
+
 def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, seed=None,
             scale=None, base_size=None):
     """Random scale, pad, crop and flip of an image and aligned label maps.
@@ -72,7 +86,7 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
         crop_size: (height, width) of the output.
         min_scale, max_scale: the scale range.
         flip: random horizontal flip.
-        seed: optional int for a reproducible stream.
+        seed: an int or a [2] element seed (see ``_op_seeds``); None is random.
         scale: a fixed scale (overrides the random one; for tests).
         base_size: if given, scales are relative to the image resized to this
             long side (the L-Net's canonical size), not to its own size.
@@ -83,9 +97,9 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
     crop_h, crop_w = crop_size
     image = tf.cast(image, tf.float32)
     shape = tf.shape(image)
-    seeds = (None, None, None) if seed is None else (seed, seed + 1, seed + 2)
+    seeds = _op_seeds(seed, 3)
     if scale is None:
-        scale = tf.random.uniform([], min_scale, max_scale, seed=seeds[0])
+        scale = tf.random.stateless_uniform([], seeds[0], min_scale, max_scale)
     if base_size:
         scale *= base_size / tf.cast(tf.reduce_max(shape[:2]), tf.float32)
     new_size = tf.cast(tf.round(tf.cast(shape[:2], tf.float32) * scale), tf.int32)
@@ -102,9 +116,10 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
         for label in labels)
 
     stacked = tf.concat([image] + [tf.cast(label, tf.float32) for label in labels], axis=-1)
-    stacked = tf.image.random_crop(stacked, [crop_h, crop_w, 3 + len(labels)], seed=seeds[1])
+    stacked = tf.image.stateless_random_crop(stacked, [crop_h, crop_w, 3 + len(labels)],
+                                             seed=seeds[1])
     if flip:
-        do_flip = tf.random.uniform([], seed=seeds[2]) < 0.5
+        do_flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
         stacked = tf.cond(do_flip, lambda: tf.reverse(stacked, [1]), lambda: stacked)
     image = stacked[..., :3]
     labels = tuple(tf.cast(stacked[..., 3 + i:4 + i], tf.uint8) for i in range(len(labels)))
@@ -125,21 +140,21 @@ def whole_image(image, crop_size, base_size=None, min_scale=0.5, flip=True, seed
     crop_h, crop_w = crop_size
     image = tf.cast(image, tf.float32)
     size = tf.cast(tf.shape(image)[:2], tf.float32)
-    seeds = (None, None, None, None) if seed is None else (seed, seed + 1, seed + 2, seed + 3)
+    seeds = _op_seeds(seed, 4)
     fit = tf.minimum(crop_h / size[0], crop_w / size[1])
     if base_size:
         fit = tf.minimum(fit, base_size / tf.reduce_max(size))
-    fit *= tf.random.uniform([], max(min_scale, 0.75), 1.0, seed=seeds[0])
+    fit *= tf.random.stateless_uniform([], seeds[0], max(min_scale, 0.75), 1.0)
     new_size = tf.maximum(tf.cast(tf.floor(size * fit), tf.int32), 1)
     image = tf.image.resize(image, new_size, method="bilinear", antialias=True)
-    top = tf.random.uniform([], 0, crop_h - new_size[0] + 1, tf.int32, seed=seeds[1])
-    left = tf.random.uniform([], 0, crop_w - new_size[1] + 1, tf.int32, seed=seeds[2])
+    top = tf.random.stateless_uniform([], seeds[1], 0, crop_h - new_size[0] + 1, tf.int32)
+    left = tf.random.stateless_uniform([], seeds[2], 0, crop_w - new_size[1] + 1, tf.int32)
     mean = tf.constant(IMAGENET_MEAN_RGB, tf.float32)
     image = tf.pad(image - mean, [[top, crop_h - new_size[0] - top],
                                   [left, crop_w - new_size[1] - left], [0, 0]]) + mean
     image = tf.ensure_shape(image, [crop_h, crop_w, 3])
     if flip:
-        image = tf.cond(tf.random.uniform([], seed=seeds[3]) < 0.5,
+        image = tf.cond(tf.random.stateless_uniform([], seeds[3]) < 0.5,
                         lambda: tf.reverse(image, [1]), lambda: image)
     return image
 
@@ -168,14 +183,24 @@ def _shard(columns, shard_index, num_shards):
 
 def _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index=0,
                      num_shards=1):
-    """Shard, shuffle, repeat, parallel ``load``, batch and prefetch: what both pools share."""
+    """Shard, shuffle, repeat, parallel ``load``, batch and prefetch: what both pools share.
+
+    ``load(element_seed, *columns)`` gets a [2] seed made of ``seed`` and the
+    element's position in the stream (None when ``seed`` is None).
+    """
     columns = _shard(columns, shard_index, num_shards)
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(columns[0]), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if seed is None:
+        ds = ds.map(lambda *element: load(None, *element), num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.enumerate().map(
+            lambda index, element: load(tf.stack([tf.constant(seed, tf.int64), index]),
+                                        *element),
+            num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE).with_options(
         _options(seed is not None))
 
@@ -195,10 +220,10 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
     seed = shard_seed(seed, shard_index)
     columns = ([e.image_path for e in examples], [e.mask_path for e in examples])
 
-    def load(image_path, mask_path):
+    def load(element_seed, image_path, mask_path):
         image, mask = decode_image_and_mask(image_path, mask_path, num_classes)
-        image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale, seed=seed,
-                                 base_size=base_size)
+        image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale,
+                                 seed=element_seed, base_size=base_size)
         return {"image": image, "mask": mask}
 
     return _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index,
@@ -225,13 +250,14 @@ def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_path
     columns = (image_paths, labels) if pseudo_label_paths is None else (
         image_paths, labels, list(pseudo_label_paths))
 
-    def load(image_path, label_vector, pseudo_path=None):
+    def load(element_seed, image_path, label_vector, pseudo_path=None):
         if pseudo_path is None:
             image = whole_image(decode_image(image_path), crop_size, base_size, min_scale,
-                                seed=seed)
+                                seed=element_seed)
             return {"image": image, "labels": label_vector}
         image, pseudo = decode_image_and_mask(image_path, pseudo_path, num_classes)
-        image, (pseudo,) = augment(image, (pseudo,), crop_size, min_scale, max_scale, seed=seed)
+        image, (pseudo,) = augment(image, (pseudo,), crop_size, min_scale, max_scale,
+                                   seed=element_seed)
         return {"image": image, "labels": label_vector, "mask": pseudo}
 
     return _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index,

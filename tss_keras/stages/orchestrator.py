@@ -29,20 +29,34 @@ STAGE_CLASSES = {stage.name: stage for stage in (DataStage, LNetStage, TransferS
 assert tuple(STAGE_CLASSES) == STAGES
 
 
-def recorded_settings(stage_name, config):
-    """{setting: value} a stage's output depends on, its upstream stages' included."""
+def _flat_settings(config):
     values = config.to_json()
     flat = {k: v for k, v in values.items() if not isinstance(v, dict)}
     for section in values.values():
         if isinstance(section, dict):
             flat.update(section)
-    settings = {}
-    name = stage_name
-    while name:
-        stage = STAGE_CLASSES[name]()
-        settings.update({k: flat[k] for k in stage.settings})
-        name = stage.upstream(config)
-    return dict(sorted(settings.items()))
+    return flat
+
+
+def recorded_settings(stage_name, config, known=None):
+    """{setting: value} a stage's output depends on, its upstream stages' included.
+
+    Args:
+        stage_name: the stage.
+        config: this run's RunConfig (the stage's own settings come from it).
+        known: {stage: settings} of outputs already made (from ``stages.json``);
+            an upstream stage found there contributes what it was made with,
+            not this run's values.
+    """
+    known = known or {}
+    stage = STAGE_CLASSES[stage_name]()
+    flat = _flat_settings(config)
+    own = {k: flat[k] for k in stage.settings}
+    upstream = stage.upstream(config)
+    if upstream is None:
+        return dict(sorted(own.items()))
+    before = known.get(upstream) or recorded_settings(upstream, config, known)
+    return dict(sorted({**before, **own}.items()))
 
 
 def _read_recorded(layout):
@@ -85,15 +99,19 @@ def run_stages(config, strategy=None, cluster=None):
     for stage in stages:
         stage.check(context, names)
     recorded = _read_recorded(layout)
+    known = dict(recorded)  # what each output on disk was (or this run will be) made with
     plan = []
     for stage in stages:
-        settings = recorded_settings(stage.name, config)
         output = stage.output(layout)
         done = output is not None and os.path.isfile(output) and not config.overwrite
-        if done and stage.name in recorded:
-            error = _changed(stage.name, recorded[stage.name], settings, config.model_dir)
+        if done and stage.name in recorded:  # made as this run's flags say, all the way up?
+            error = _changed(stage.name, recorded[stage.name],
+                             recorded_settings(stage.name, config), config.model_dir)
             if error:
                 raise error
+        settings = recorded_settings(stage.name, config, known)
+        if not done or stage.name not in recorded:
+            known[stage.name] = settings
         plan.append((stage, settings, done))
     barrier(context.strategy)  # every worker has planned before anyone writes
     if cluster.is_chief:
