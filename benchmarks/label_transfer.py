@@ -73,8 +73,8 @@ def score_domain(data_dir, model_dir):
     training_set = load_training_set(config.data, verbose=False)
     num_classes = training_set.num_classes
     diffusion = config.diffusion
-    transfer = load_label_transfer(layout, config, num_classes)
     held_out = set(read_ids(layout.calibration_ids))
+    transfer = load_label_transfer(layout, config, training_set, held_out)
     calibration_records = [r for r in training_set.records if r.image_id in held_out]
     calibrated, report = diffusion.params(), {"images": 0, "chosen": None,
                                               "miou_void_as_background": None, "coverage": None}

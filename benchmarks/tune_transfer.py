@@ -35,6 +35,7 @@ SPACE = {
     "features": ("color", "features", "both"),
     "cam_weight": (0.0, 0.25, 0.5, 1.0),
     "cam_power": (1.0, 2.0),
+    "prototype_weight": (0.0, 0.5, 0.8, 1.0),
     "confidence": (0.3, 0.4, 0.5, 0.6),
 }
 MIN_COVERAGE = 0.85
@@ -57,7 +58,8 @@ def load_domain(work_dir, domain, images, rng):
     layout = RunLayout(model_dir)
     training_set = load_training_set(config.data, verbose=False)
     k = training_set.num_classes
-    transfer = load_label_transfer(layout, config, k)
+    held_out = set(read_ids(layout.calibration_ids))
+    transfer = load_label_transfer(layout, config, training_set, held_out)
     weak_ids = {e.image_id for e in training_set.pools.weak}
     weak = [r for r in training_set.records if r.image_id in weak_ids]
     weak = [weak[i] for i in sorted(rng.choice(len(weak), min(images, len(weak)), replace=False))]
@@ -68,7 +70,6 @@ def load_domain(work_dir, domain, images, rng):
         truth = tf.image.resize(read_mask(record.mask_path, k)[..., None], size,
                                 method="nearest").numpy()[..., 0]
         items.append((view, multi_hot(record.labels, k)[None], truth))
-    held_out = set(read_ids(layout.calibration_ids))
     calibration = [r for r in training_set.records if r.image_id in held_out]
     return transfer, items, calibration, sorted(training_set.class_split.weak), k
 

@@ -136,6 +136,9 @@ class DiffusionConfig:
     diffusion_cam_power: float = setting(1.0, "Exponent on normalised CAMs before diffusion.")
     diffusion_cam_weight: float = setting(
         1.0, "How much CAM evidence adds to the agnostic foreground (0: agnostic map alone).")
+    diffusion_prototype_weight: float = setting(
+        0.0, "Share of class evidence from class prototypes (mean L-Net features) instead of "
+             "CAMs, inside images with several labels (0: CAMs alone).")
     calibrate: bool = setting(
         True, "Choose the diffusion settings on strong images held out of L-Net training "
               "(label transfer run on them as if they were weak); off: use the values above.")
@@ -152,7 +155,7 @@ class DiffusionConfig:
             anchor=self.diffusion_anchor, color_scale=self.diffusion_color_scale,
             feature_scale=self.diffusion_feature_scale, features=self.diffusion_features,
             confidence=self.diffusion_confidence, cam_weight=self.diffusion_cam_weight,
-            cam_power=self.diffusion_cam_power)
+            cam_power=self.diffusion_cam_power, prototype_weight=self.diffusion_prototype_weight)
 
 
 @dataclasses.dataclass

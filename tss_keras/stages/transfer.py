@@ -49,10 +49,11 @@ class TransferStage(Stage):
         training_set = context.training_set
         num_classes = training_set.num_classes
         diffusion = config.diffusion
-        transfer = load_label_transfer(layout, config, num_classes)
+        held_out = set(read_ids(layout.calibration_ids))
+        transfer = load_label_transfer(layout, config, training_set, held_out,
+                                       verbose=cluster.is_chief)
         summary = {"image_size": transfer.image_size,
                    "diffusion": dataclasses.asdict(transfer.params)}
-        held_out = set(read_ids(layout.calibration_ids))
         if diffusion.calibrate and held_out:
             records = [r for r in training_set.records if r.image_id in held_out]
             transfer.params, report = calibrate(transfer, records, num_classes, transfer.params)

@@ -19,9 +19,13 @@ to the image:
 - Foreground evidence joins the agnostic map M and the image's CAMs A_k
   (normalised to max 1) as a probabilistic OR, ``F = 1 - (1 - M)(1 - w
   max_k A_k)`` with ``w = cam_weight``, so an object the agnostic head
-  misses can still be found by its class's CAM. F and the class seeds
-  ``F * A_k`` diffuse; the scores are ``1 - F'`` for background and
-  ``F' * A'_k / sum_j A'_j`` for each label k.
+  misses can still be found by its class's CAM.
+- Class evidence E_k is A_k, or with ``prototype_weight`` = b > 0, ``(1 - b)
+  A_k + b S_k`` where S_k is a softmax over the image's labels of the
+  pixel's feature similarity to each class's prototype (tss_keras.transfer.
+  prototypes; temperature ``PROTOTYPE_TEMPERATURE``).
+- F and the class seeds ``F * E_k`` diffuse; the scores are ``1 - F'`` for
+  background and ``F' * E'_k / sum_j E'_j`` for each label k.
 - A pixel takes the argmax over background and the image's labels, and is
   void (255) when the winning score is below ``confidence``. Classes
   outside the image's labels never score.
@@ -36,6 +40,7 @@ from tss_keras.constants import VOID_LABEL
 from tss_keras.errors import UsageError
 
 FEATURE_SOURCES = ("color", "features", "both")
+PROTOTYPE_TEMPERATURE = 0.1  # cosine similarities differ by a few tenths between classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +56,7 @@ class DiffusionParams:
     confidence: float = 0.5
     cam_weight: float = 1.0
     cam_power: float = 1.0
+    prototype_weight: float = 0.0
 
     def __post_init__(self):
         if self.features not in FEATURE_SOURCES:
@@ -119,20 +125,32 @@ def propagate(scores, transition, radius, iterations, anchor=0.0):
     return result
 
 
-def principal_components(features, dims):
-    """Features [B, h, w, C] projected on their ``dims`` leading principal components per image.
+PROJECTED_DIMS = 64
 
-    Wide features (ResNet's 2048 channels) first go through a fixed random
-    projection to 64 dimensions, which keeps distances (Johnson-Lindenstrauss)
-    and makes the per-image eigen-decomposition 64 x 64.
+
+def random_projection(features):
+    """Features [B, h, w, C], with C > 64 reduced to 64 by a fixed (seeded) random projection.
+
+    An orthonormal random projection keeps distances and angles approximately
+    (Johnson-Lindenstrauss), so ResNet's 2048 channels cost no more than 64.
     """
     features = tf.cast(features, tf.float32)
     channels = features.shape[-1]
-    if channels > 64:
-        rng = np.random.default_rng(0)
-        projection, _ = np.linalg.qr(rng.normal(size=(channels, 64)))
-        features = tf.einsum("bhwc,cd->bhwd", features, tf.constant(projection, tf.float32))
-        channels = 64
+    if channels <= PROJECTED_DIMS:
+        return features
+    rng = np.random.default_rng(0)
+    projection, _ = np.linalg.qr(rng.normal(size=(channels, PROJECTED_DIMS)))
+    return tf.einsum("bhwc,cd->bhwd", features, tf.constant(projection, tf.float32))
+
+
+def principal_components(features, dims):
+    """Features [B, h, w, C] projected on their ``dims`` leading principal components per image.
+
+    Wide features first go through ``random_projection``, which makes the
+    per-image eigen-decomposition at most 64 x 64.
+    """
+    features = random_projection(features)
+    channels = features.shape[-1]
     if dims >= channels:
         return features
     shape = tf.shape(features)
@@ -145,9 +163,17 @@ def principal_components(features, dims):
 
 
 def normalized_cams(cams, labels, power=1.0):
-    """ReLU CAMs scaled to max 1 per image and class, zeroed for absent labels."""
-    cams = tf.nn.relu(tf.cast(cams, tf.float32))
-    cams = tf.math.divide_no_nan(cams, tf.reduce_max(cams, axis=[1, 2], keepdims=True))
+    """CAMs scaled to [0, 1] per image and class (min to max), zeroed for absent labels.
+
+    *(choice)* Scaled by their own range rather than ``relu(cam) / max``: a
+    class the classifier is unsure of can have a map that is negative
+    everywhere yet highest on the object, and the image is labelled with it,
+    so it is there somewhere; ReLU would erase that map.
+    """
+    cams = tf.cast(cams, tf.float32)
+    low = tf.reduce_min(cams, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(cams, axis=[1, 2], keepdims=True)
+    cams = tf.math.divide_no_nan(cams - low, high - low)
     cams = tf.pow(cams, tf.cast(power, tf.float32))
     return cams * labels[:, None, None, :]
 
@@ -158,7 +184,24 @@ def grid_size(height, width, cells):
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
-def transfer_scores(images, foreground, cams, labels, features, params, grid, feature_dims=8):
+def prototype_share(features, prototypes, valid, labels, grid):
+    """[B, gh, gw, K] softmax over the image's labels of feature-prototype similarity.
+
+    Zero at every pixel of an image none of whose labels has a prototype.
+    """
+    from tss_keras.transfer.prototypes import projected_features
+
+    projected = tf.image.resize(projected_features(features), grid, method="bilinear")
+    projected = tf.math.l2_normalize(projected, axis=-1)
+    similarity = tf.einsum("bhwc,kc->bhwk", projected, prototypes[1:])
+    allowed = (labels > 0) & valid[None, 1:]
+    logits = tf.where(allowed[:, None, None, :], similarity / PROTOTYPE_TEMPERATURE, -1e9)
+    share = tf.nn.softmax(logits, axis=-1)
+    return share * tf.cast(tf.reduce_any(allowed, axis=-1), tf.float32)[:, None, None, None]
+
+
+def transfer_scores(images, foreground, cams, labels, features, params, grid, feature_dims=8,
+                    prototypes=None, prototype_valid=None):
     """Class scores [B, gh, gw, K+1] (background first) on the working grid.
 
     Args:
@@ -171,6 +214,9 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
             serves them all), ``radius`` and ``features`` shape the graph.
         grid: (gh, gw) working grid size.
         feature_dims: principal components of the features used in the affinity.
+        prototypes, prototype_valid: class prototypes [K+1, C'] and which
+            classes have one (``tss_keras.transfer.prototypes``); used with
+            ``params.prototype_weight`` > 0.
     """
     labels = tf.cast(labels, tf.float32)
     fg = tf.image.resize(tf.cast(foreground, tf.float32), grid, method="area")
@@ -178,6 +224,11 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
                             method="bilinear")
     cam_evidence = tf.reduce_max(seeds, axis=-1, keepdims=True) * params.cam_weight
     fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
+    if prototypes is not None:
+        share = prototype_share(features, prototypes, prototype_valid, labels, grid)
+        has = tf.cast(tf.reduce_max(share, axis=[1, 2, 3], keepdims=True) > 0, tf.float32)
+        weight = params.prototype_weight * has
+        seeds = (1.0 - weight) * seeds + weight * share
     seeds = seeds * fg
     if not (isinstance(params.iterations, int) and params.iterations == 0):
         guides, scales = [], []

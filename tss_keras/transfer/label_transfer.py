@@ -22,7 +22,8 @@ from tss_keras.files import write_json
 from tss_keras.transfer.diffusion import grid_size, scores_to_labels, transfer_scores
 
 # DiffusionParams fields fed to the traced graph as float tensors (not baked in).
-NUMERIC_PARAMS = ("anchor", "color_scale", "feature_scale", "cam_weight", "cam_power")
+NUMERIC_PARAMS = ("anchor", "color_scale", "feature_scale", "cam_weight", "cam_power",
+                  "prototype_weight")
 
 
 SIZE_STEP = 8
@@ -97,8 +98,13 @@ class LabelTransfer:
         self.image_size = image_size
         self.grid = grid
         self.feature_dims = feature_dims
+        self.prototypes = None  # set_prototypes
         self._view = tf.function(self._compute_view, reduce_retracing=True)
         self._scores = {}
+
+    def set_prototypes(self, prototypes, valid):
+        """Uses class prototypes [K+1, C'] (``class_prototypes``) for class evidence."""
+        self.prototypes = (tf.constant(prototypes, tf.float32), tf.constant(valid, tf.bool))
 
     def _compute_view(self, images):
         outputs = self.lnet(images, training=False)
@@ -122,20 +128,21 @@ class LabelTransfer:
         params = params or self.params
         height, width = view.images.shape[1:3]
         grid = tf.constant(grid_size(height, width, self.grid), tf.int32)
-        shape = (params.radius, params.features, params.iterations == 0)
-        if shape not in self._scores:  # one graph per window size and affinity guide
-            def run(v, y, g, numbers):
+        use_prototypes = self.prototypes is not None and params.prototype_weight > 0
+        shape = (params.radius, params.features, params.iterations == 0, use_prototypes)
+        if shape not in self._scores:  # one graph per window size, guide and evidence
+            def run(v, y, g, numbers, prototypes):
                 traced = dataclasses.replace(params, **numbers)
                 if shape[2]:
                     traced = dataclasses.replace(traced, iterations=0)
                 return transfer_scores(v.images, v.foreground, v.cams, y, v.features, traced, g,
-                                       self.feature_dims)
+                                       self.feature_dims, *(prototypes or (None, None)))
             self._scores[shape] = tf.function(run, reduce_retracing=True)
         numbers = {name: tf.constant(getattr(params, name), tf.float32)
                    for name in NUMERIC_PARAMS}
         numbers["iterations"] = tf.constant(params.iterations, tf.int32)
         return self._scores[shape](view, tf.convert_to_tensor(labels, tf.float32), grid,
-                                   numbers)
+                                   numbers, self.prototypes if use_prototypes else None)
 
     @staticmethod
     def labels_from_scores(scores, labels, confidence):
@@ -157,10 +164,24 @@ class LabelTransfer:
         return self.labels(view, np.asarray(labels, np.float32)[None], [np.shape(image)[:2]])[0]
 
 
-def load_label_transfer(layout, config, num_classes):
-    """The LabelTransfer of a run: its trained L-Net at the sizes it was trained at."""
+def load_label_transfer(layout, config, training_set, held_out=(), verbose=False):
+    """The LabelTransfer of a run: its trained L-Net at the size it was trained at.
+
+    Class prototypes are computed from the strong pool (except the ``held_out``
+    calibration images, which must stay unseen) and the weak pool's
+    single-label images.
+    """
+    from tss_keras.transfer.prototypes import class_prototypes
+
     lnet = keras.saving.load_model(layout.lnet_model, safe_mode=True)
     sizes = LNetInput.read(layout.lnet_input)
     diffusion = config.diffusion
-    return LabelTransfer(lnet, num_classes, diffusion.params(), sizes.image_size,
-                         diffusion.diffusion_grid, diffusion.diffusion_feature_dims)
+    transfer = LabelTransfer(lnet, training_set.num_classes, diffusion.params(),
+                             sizes.image_size, diffusion.diffusion_grid,
+                             diffusion.diffusion_feature_dims)
+    strong = [r for r in training_set.records if r.mask_path is not None
+              and r.image_id in {e.image_id for e in training_set.pools.strong}
+              and r.image_id not in set(held_out)]
+    transfer.set_prototypes(*class_prototypes(transfer, strong, training_set.pools.weak,
+                                              training_set.num_classes, verbose))
+    return transfer
