@@ -59,6 +59,13 @@ def main():
             row["saved_model_ms"] = median_ms(lambda: predict(images=one)["classes"].numpy(), args.runs)
             row["saved_model_batch8_img_s"] = 8000 / median_ms(
                 lambda: predict(images=eight)["classes"].numpy(), 3)
+            serve = tf.saved_model.load(directory).signatures["serving_default"]
+            jpegs = tf.constant([tf.io.encode_jpeg(tf.cast(image, tf.uint8)).numpy()
+                                 for image in eight])
+            row["serving_default_ms"] = median_ms(
+                lambda: serve(image_bytes=jpegs[:1])["classes"].numpy(), args.runs)
+            row["serving_default_batch8_img_s"] = 8000 / median_ms(
+                lambda: serve(image_bytes=jpegs)["classes"].numpy(), 3)
         for quantization in ("none", "fp16", "int8"):
             model = tflite.convert(pnet, (s, s), quantization, calibration)
             runner = tflite.TFLiteRunner(model, num_threads=os.cpu_count())
@@ -71,6 +78,7 @@ def main():
     print(f"\n{'backbone':<12} {'artifact':<12} {'latency ms':>11} {'batch-8 img/s':>14}")
     for row in rows:
         for name, key in (("keras", "keras"), ("savedmodel", "saved_model"),
+                          ("serving jpeg", "serving_default"),
                           ("tflite f32", "tflite_none"), ("tflite fp16", "tflite_fp16"),
                           ("tflite int8", "tflite_int8")):
             print(f"{row['backbone']:<12} {name:<12} {row[key + '_ms']:11.1f} "

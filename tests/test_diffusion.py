@@ -1,5 +1,6 @@
 """Self-diffusion, label transfer at the L-Net's canonical size, and self-calibration."""
 
+import dataclasses
 import os
 
 import keras
@@ -242,3 +243,53 @@ def test_calibration_picks_the_setting_that_is_clearly_better(tmp_path, holes,
     assert chosen.iterations == expected_iterations, report["candidates"]
     scores = sorted(row["miou_void_as_background"] for row in report["candidates"])
     assert scores[1] - scores[0] > 0.05  # the case is built so that one is clearly better
+
+
+class _FeatureLNet(keras.Model):
+    """Agnostic map and every CAM from green (objects), features from red and blue."""
+
+    def call(self, images, training=False):
+        r, g, b = (images[..., i:i + 1] / 255.0 for i in range(3))
+        cam = tf.nn.avg_pool2d(tf.concat([g, g], -1), 4, 4, "SAME")  # no class information
+        features = tf.nn.avg_pool2d(tf.concat([r, b, 1.0 - r - b], -1), 4, 4, "SAME")
+        return {"agnostic": 20.0 * (g - 0.5), "cam": cam, "logits": tf.reduce_mean(cam, [1, 2]),
+                "features": features}
+
+
+def test_prototypes_tell_apart_classes_the_cams_cannot(tmp_path):
+    from tss_keras.data.pools import WeakExample
+    from tss_keras.transfer.prototypes import class_prototypes
+
+    yy, xx = np.mgrid[0:48, 0:48]
+    left, right = (xx < 20) & (yy > 10) & (yy < 38), (xx > 28) & (yy > 10) & (yy < 38)
+
+    def image(red_region, blue_region):
+        pixels = np.zeros((48, 48, 3), np.uint8)
+        pixels[..., 1] = np.where(red_region | blue_region, 255, 0)
+        pixels[..., 0] = np.where(red_region, 255, 0)
+        pixels[..., 2] = np.where(blue_region, 255, 0)
+        return pixels
+
+    paths = {}
+    for name, pixels in (("red", image(left, np.zeros_like(left))),
+                         ("blue", image(np.zeros_like(left), right)),
+                         ("both", image(right, left))):
+        paths[name] = str(tmp_path / f"{name}.png")
+        Image.fromarray(pixels).save(paths[name])
+    mask_path = str(tmp_path / "red_mask.png")
+    save_palette_png(mask_path, left.astype(np.uint8))  # class 1 is red, with a mask
+    strong = [VocRecord("red", paths["red"], mask_path, frozenset({1}), 48, 48)]
+    weak = [WeakExample("blue", paths["blue"], frozenset({2}))]  # class 2 is blue, labels only
+    params = DiffusionParams(iterations=0, cam_weight=0.0, confidence=0.0, prototype_weight=1.0)
+    transfer = LabelTransfer(_FeatureLNet(name="feature_lnet"), 3, params, image_size=48, grid=48)
+    prototypes, valid = class_prototypes(transfer, strong, weak, 3, verbose=False)
+    assert valid.tolist() == [False, True, True]
+    assert prototypes[1][0] > 0.9 and prototypes[2][1] > 0.9  # red-ish and blue-ish
+    transfer.set_prototypes(prototypes, valid)
+    both = np.asarray(Image.open(paths["both"]))
+    labels = np.array([1.0, 1.0], np.float32)
+    label = transfer(both, labels)
+    assert (label[right[:, :]] == 1).mean() > 0.95 and (label[left] == 2).mean() > 0.95
+    without = LabelTransfer(_FeatureLNet(name="feature_lnet2"), 3,
+                            dataclasses.replace(params, prototype_weight=0.0), 48, 48)(both, labels)
+    assert min((without[right] == 1).mean(), (without[left] == 2).mean()) < 0.6

@@ -57,3 +57,17 @@ def test_round_trip_check_notices_a_lost_setting(tmp_path):
 
     with pytest.raises(AssertionError):
         assert_round_trips(Forgetful("tf", name="forgetful"), IMAGES, tmp_path)
+
+
+def test_mixed_precision_applies_to_the_models_built_inside_only():
+    from tss_keras.models import build_encoder, build_pnet
+    from tss_keras.training.precision import dtype_policy_scope
+
+    before = keras.config.dtype_policy().name
+    with dtype_policy_scope(True):
+        mixed = build_pnet(build_encoder("tiny", 16), 3, aspp_filters=8, aspp_rates=(1,))
+    assert keras.config.dtype_policy().name == before == "float32"
+    plain = build_pnet(build_encoder("tiny", 16), 3, aspp_filters=8, aspp_rates=(1,))
+    assert any(layer.dtype_policy.name == "mixed_float16" for layer in mixed.layers)
+    assert all(layer.dtype_policy.name == "float32" for layer in plain.layers)
+    assert mixed.layers[-1].dtype_policy.compute_dtype == "float32"  # float32 logits

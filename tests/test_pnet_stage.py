@@ -168,15 +168,20 @@ def test_xla_step(transferred_copy, synth_dir):
 
 
 def test_mixed_precision_step(transferred_copy, synth_dir):
-    result = _run(synth_dir, transferred_copy, "--stages=pnet", "--pnet_steps=2",
-                  "--mixed_precision", "--lambda_semi=0.1")
+    """--mixed_precision applies to every stage that trains (the L-Net too)."""
+    result = _run(synth_dir, transferred_copy, "--stages=lnet,transfer,pnet", "--overwrite",
+                  "--lnet_steps=2", "--pnet_steps=2", "--mixed_precision", "--lambda_semi=0.1")
     assert result.returncode == 0, result.stderr[-3000:]
     import keras
     import tss_keras  # noqa: F401
 
+    for name in ("pnet/pnet.keras", "lnet/lnet.keras"):
+        model = keras.saving.load_model(os.path.join(transferred_copy, name))
+        assert any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers) or \
+            any(layer.dtype_policy.name == "mixed_float16"
+                for layer in model.layers[1].layers), name
     pnet = keras.saving.load_model(os.path.join(transferred_copy, "pnet", "pnet.keras"))
     assert pnet.layers[-1].dtype_policy.compute_dtype == "float32"
-    assert any(layer.dtype_policy.name == "mixed_float16" for layer in pnet.layers)
 
 
 def test_xla_with_mixed_precision_on_cpu_is_a_clear_error(synth_dir, tmp_path):

@@ -178,3 +178,27 @@ def test_supervised_step_without_discriminator(tmp_path):
     seen = run_loop(model, tf.distribute.get_strategy(), _data(), 3, tmp_path,
                     _trackables(model))
     assert set(seen[-1]) == {"loss", "seg_loss"}
+
+
+def test_head_learns_faster_with_the_multiplier(tmp_path):
+    """Under plain SGD the head's first step is exactly 10x longer; the encoder's is unchanged."""
+    from tss_keras.models.encoder import encoder_of
+    deltas = []
+    for multiplier in (1.0, 10.0):
+        keras.utils.set_random_seed(0)
+        model = _build(optimizer="sgd", discriminator=False)
+        model.head_boost = (multiplier, model.head_boost[1])
+        model.optimizer = keras.optimizers.SGD(1e-3)
+        model.optimizer.build(model.pnet.trainable_variables)
+        encoder_paths = {v.path for v in encoder_of(model.pnet).trainable_variables}
+        before = {v.path: v.numpy().copy() for v in model.pnet.trainable_variables}
+        model.train_step(_data())
+        deltas.append({v.path: np.abs(v.numpy() - before[v.path]).sum()
+                       for v in model.pnet.trainable_variables})
+    head = [p for p in deltas[0] if p not in encoder_paths and deltas[0][p] > 0]
+    encoder = [p for p in deltas[0] if p in encoder_paths and deltas[0][p] > 0]
+    assert head and encoder
+    for path in head:
+        np.testing.assert_allclose(deltas[1][path], 10 * deltas[0][path], rtol=1e-2)
+    for path in encoder:
+        np.testing.assert_allclose(deltas[1][path], deltas[0][path], rtol=1e-2)

@@ -173,5 +173,9 @@ def _check_honoured(settings):
                          "needs --mode=ts3 and --lambda_adv > 0")
     if settings["mode"] == "full" and settings["d_with_image"]:
         raise UsageError("--d_with_image: --mode=full trains no discriminator")
+    if settings["head_lr_multiplier"] != 1.0 and settings["optimizer"] != "sgd":
+        raise UsageError("--head_lr_multiplier: scales the heads' gradients, which changes "
+                         "their learning rate under SGD only (Adam normalises gradients); use "
+                         "--optimizer=sgd")
     if settings["d_downsample"] < 1:
         raise UsageError(f"--d_downsample: must be at least 1 (got {settings['d_downsample']})")

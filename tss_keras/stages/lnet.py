@@ -22,8 +22,8 @@ from tss_keras.transfer.label_transfer import LNetInput
 
 # What a trained encoder depends on (the L-Net's and the P-Net's alike).
 ENCODER_SETTINGS = ("backbone", "output_stride", "weights", "crop_size", "batch_size",
-                    "min_scale", "max_scale", "optimizer", "weight_decay", "mixed_precision",
-                    "seed")
+                    "min_scale", "max_scale", "optimizer", "weight_decay", "head_lr_multiplier",
+                    "mixed_precision", "seed")
 
 
 def per_replica_batch(batch_size, strategy):
@@ -122,7 +122,8 @@ class LNetStage(Stage):
                                     config.model.weights, sync_bn=config.model.sync_bn)
             lnet = build_lnet(encoder, num_classes, sync_bn=config.model.sync_bn)
             trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes,
-                                  cam_pixel_weight=config.lnet.lnet_cam_pixel_weight)
+                                  cam_pixel_weight=config.lnet.lnet_cam_pixel_weight,
+                                  head_lr_multiplier=config.train.head_lr_multiplier)
             optimizer = with_loss_scaling(make_optimizer(
                 config.train.optimizer, config.lnet.lnet_lr, config.lnet.lnet_steps,
                 config.train.weight_decay), mixed)

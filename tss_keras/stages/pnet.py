@@ -149,7 +149,8 @@ class PNetStage(Stage):
                                weak_weight=p.weak_weight, lambda_semi=p.lambda_semi,
                                semi_threshold=p.semi_threshold, d_optimizer=d_optimizer,
                                shuffle_classes=p.d_shuffle_classes, design=p.discriminator,
-                               d_downsample=p.d_downsample, first_is_labelled=first_labelled)
+                               d_downsample=p.d_downsample, first_is_labelled=first_labelled,
+                               head_lr_multiplier=config.train.head_lr_multiplier)
             optimizer = with_loss_scaling(make_optimizer(
                 config.train.optimizer, p.pnet_lr, p.pnet_steps, config.train.weight_decay),
                 mixed)

@@ -32,16 +32,20 @@ class LNetTrainer(keras.Model):
         cls_weight: weight of the classification loss.
         mask_labels_for_cls: see above.
         cam_pixel_weight: weight of the per-pixel CAM loss (0: off).
+        head_lr_multiplier: the heads learn this many times faster than the
+            encoder (gradients scaled; meant for SGD).
     """
 
     def __init__(self, lnet, num_classes, cls_weight=1.0, mask_labels_for_cls=True,
-                 cam_pixel_weight=0.0, **kwargs):
+                 cam_pixel_weight=0.0, head_lr_multiplier=1.0, **kwargs):
         super().__init__(**kwargs)
         self.lnet = lnet
         self.num_classes = num_classes
         self.cls_weight = cls_weight
         self.mask_labels_for_cls = mask_labels_for_cls
         self.cam_pixel_weight = cam_pixel_weight if mask_labels_for_cls else 0.0
+        from tss_keras.training.ts3_model import head_variable_paths
+        self.head_boost = (head_lr_multiplier, head_variable_paths(lnet))
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.agnostic_tracker = keras.metrics.Mean(name="agnostic_loss")
         self.cls_tracker = keras.metrics.Mean(name="cls_loss")
@@ -78,7 +82,8 @@ class LNetTrainer(keras.Model):
             total, agnostic, cls = self.compute_losses(data, training=True)
             scaled = scale_loss(self.optimizer, losses.per_replica(total))
         variables = self.lnet.trainable_variables
-        apply_gradients(self.optimizer, tape.gradient(scaled, variables), variables)
+        apply_gradients(self.optimizer, tape.gradient(scaled, variables), variables,
+                        self.head_boost)
         self.loss_tracker.update_state(total)
         self.agnostic_tracker.update_state(agnostic)
         self.cls_tracker.update_state(cls)

@@ -58,8 +58,19 @@ def agree_on_finite(gradients):
     return [None if g is None else g + tf.cast(poison, g.dtype) for g in gradients]
 
 
-def apply_gradients(optimizer, loss_gradients, variables):
-    """Applies gradients of a ``scale_loss``-ed loss; replicas agree on overflow steps."""
+def apply_gradients(optimizer, loss_gradients, variables, boost=None):
+    """Applies gradients of a ``scale_loss``-ed loss; replicas agree on overflow steps.
+
+    Args:
+        boost: optional (multiplier, set of variable paths): those variables'
+            gradients are multiplied, which under SGD multiplies their
+            learning rate (a randomly initialised head beside a pretrained
+            encoder, as DeepLab trains).
+    """
+    if boost is not None and boost[0] != 1.0:
+        factor, paths = boost
+        loss_gradients = [g * factor if g is not None and v.path in paths else g
+                          for g, v in zip(loss_gradients, variables)]
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         loss_gradients = agree_on_finite(loss_gradients)
     optimizer.apply(loss_gradients, variables)

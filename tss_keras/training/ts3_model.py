@@ -16,6 +16,14 @@ def _bce_map(logits, target):
     return tf.reduce_mean(bce, axis=[1, 2, 3])
 
 
+def head_variable_paths(model):
+    """Paths of a model's trainable variables outside its encoder (its only sub-model)."""
+    from tss_keras.models.encoder import encoder_of
+
+    encoder = {v.path for v in encoder_of(model).trainable_variables}
+    return frozenset(v.path for v in model.trainable_variables if v.path not in encoder)
+
+
 def _takes_image(discriminator):
     """Whether a discriminator model takes [maps, image] (``build_discriminator(with_image=True)``)."""
     try:
@@ -60,11 +68,14 @@ class TS3Model(keras.Model):
         design: one of ``adversarial.DESIGNS``.
         d_downsample: the discriminator's input is the maps at 1/this size.
         first_is_labelled: whether ``first``'s masks are in the run's classes.
+        head_lr_multiplier: the P-Net's layers outside its encoder learn this
+            many times faster (gradients scaled; meant for SGD).
     """
 
     def __init__(self, pnet, discriminator=None, num_classes=21, lambda_adv=0.01, weak_weight=1.0,
                  lambda_semi=0.0, semi_threshold=0.2, d_optimizer=None, shuffle_classes=True,
-                 design="onehot", d_downsample=1, first_is_labelled=True, **kwargs):
+                 design="onehot", d_downsample=1, first_is_labelled=True, head_lr_multiplier=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if design not in adversarial.DESIGNS:
             raise ValueError(f"--discriminator: {design!r} is not one of {adversarial.DESIGNS}")
@@ -80,6 +91,7 @@ class TS3Model(keras.Model):
         self.design = design
         self.d_downsample = d_downsample
         self.first_is_labelled = first_is_labelled
+        self.head_boost = (head_lr_multiplier, head_variable_paths(pnet))
         self.with_image = discriminator is not None and _takes_image(discriminator)
         names = ["loss", "seg_loss"]
         if discriminator is not None:
@@ -137,7 +149,8 @@ class TS3Model(keras.Model):
             seg = self._segmentation_loss(first, second, logits_first, logits_second)
             scaled = scale_loss(self.optimizer, losses.per_replica(seg))
         variables = self.pnet.trainable_variables
-        apply_gradients(self.optimizer, tape.gradient(scaled, variables), variables)
+        apply_gradients(self.optimizer, tape.gradient(scaled, variables), variables,
+                        self.head_boost)
         return self._report(loss=seg, seg_loss=seg)
 
     def _adversarial_step(self, first, second):
@@ -174,7 +187,7 @@ class TS3Model(keras.Model):
         p_gradients = tape.gradient(p_scaled, p_variables)
         del tape
         apply_gradients(self.d_optimizer, d_gradients, d_variables)
-        apply_gradients(self.optimizer, p_gradients, p_variables)
+        apply_gradients(self.optimizer, p_gradients, p_variables, self.head_boost)
         metrics = dict(loss=total, seg_loss=seg, adv_loss=adv, d_loss=d_loss,
                        d_acc_real=tf.reduce_mean(tf.cast(d_real > 0, tf.float32)),
                        d_acc_fake=tf.reduce_mean(tf.cast(d_fake <= 0, tf.float32)))
