@@ -81,6 +81,8 @@ def main():
     parser.add_argument("--designs", default="none,onehot,matched,agnostic")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--flagfile", default=os.path.join(ROOT, "demo.flags"))
+    parser.add_argument("--tag", default="", help="suffix of the TS3 runs' folders and names "
+                                                  "(to compare a variant, e.g. --d_downsample=1)")
     args, extra = parser.parse_known_args()
     from tss_keras.data.domains import DOMAIN_NAMES, generate_domain, strong_classes
 
@@ -94,16 +96,18 @@ def main():
         if not os.path.isfile(os.path.join(data_dir, "synthetic.json")):
             generate_domain(domain, data_dir)
         common = [f"--strong_classes={','.join(strong_classes(domain))}", *extra]
-        trainer(log, args.flagfile, data_dir, run, "--stages=data,lnet,transfer", *common)
+        lnet_flags = [f for f in common if not f.startswith(("--d_", "--lambda", "--discriminator"))]
+        trainer(log, args.flagfile, data_dir, run, "--stages=data,lnet,transfer", *lnet_flags)
         rows = {}
         for seed in seeds:
             full = os.path.join(base, f"full_s{seed}")
             trainer(log, args.flagfile, data_dir, full, "--mode=full",
-                    "--stages=data,pnet,eval", f"--seed={seed}", *common)
+                    "--stages=data,pnet,eval", f"--seed={seed}", *lnet_flags)
             baseline = os.path.join(full, "eval", "results.json")
             rows.setdefault("full", []).append(results(full))
             for design in args.designs.split(","):
-                target = os.path.join(base, f"ts3_{design}_s{seed}")
+                name = design + args.tag
+                target = os.path.join(base, f"ts3_{name}_s{seed}")
                 if not os.path.exists(target):
                     shutil.copytree(run, target, ignore=shutil.ignore_patterns("pnet", "eval"))
                 flags = ["--lambda_adv=0"] if design == "none" else [f"--discriminator={design}"]
@@ -112,7 +116,7 @@ def main():
                 result = results(target)
                 result["pnet_weak_train"], result["pseudo_weak_train"] = weak_training_quality(
                     target, data_dir)
-                rows.setdefault(design, []).append(result)
+                rows.setdefault(name, []).append(result)
         table[domain] = {
             name: {"miou_weak": [r["miou_weak"] for r in runs],
                    "miou_strong": [r["miou_strong"] for r in runs],
@@ -122,7 +126,7 @@ def main():
                    "pseudo_weak_train": [r.get("pseudo_weak_train") for r in runs]}
             for name, runs in rows.items()}
         print(domain, json.dumps(table[domain]), flush=True)
-        with open(os.path.join(args.work_dir, "transfer_ratio.json"), "w") as f:
+        with open(os.path.join(args.work_dir, f"transfer_ratio{args.tag}.json"), "w") as f:
             json.dump(table, f, indent=2)
 
     mean = lambda values: float(np.mean([v for v in values if v is not None]))  # noqa: E731

@@ -1,6 +1,5 @@
 """Running trainers through the real TrainingLoop on small in-memory batches."""
 
-import numpy as np
 import tensorflow as tf
 
 from tss_keras.training.loop import TrainingLoop

@@ -10,7 +10,6 @@ Example:
     >>> config = config_from_flags(flags.FLAGS)
 """
 
-import dataclasses
 import typing
 
 from absl import flags

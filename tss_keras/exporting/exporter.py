@@ -11,7 +11,6 @@ import os
 import shutil
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tss_keras.data.class_names import load_class_names
