@@ -44,6 +44,36 @@ def test_pseudo_label_files(transferred, synth_dir, class_names):
     assert "pseudo_labels" in result.stdout
 
 
+def test_calibration_holds_out_strong_images_and_reports_its_choice(tmp_path):
+    """--calibrate: strong images left out of L-Net training pick the diffusion settings."""
+    from tss_keras.data import synthetic
+    from tss_keras.data.pools import build_pools, parse_strong_classes
+    from tss_keras.data.class_names import load_class_names
+    from tss_keras.data.voc import load_split
+
+    data_dir, model_dir = str(tmp_path / "voc"), str(tmp_path / "run")
+    synthetic.generate(data_dir, num_train=120, num_val=4, seed=5)  # enough strong images
+    result = run_module("trainers.run", *_flags(data_dir, model_dir, "--calibrate"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    class_names = load_class_names(os.path.join(data_dir, "class_names.txt"))
+    records, _ = load_split(data_dir, "train", class_names)
+    pools = build_pools(records, parse_strong_classes(STRONG, class_names))
+    held_out = open(os.path.join(model_dir, "lnet", "calibration_ids.txt")).read().split()
+    assert 4 <= len(held_out) <= 0.15 * len(pools.strong)
+    assert set(held_out) <= {e.image_id for e in pools.strong}
+    summary = json.load(open(os.path.join(model_dir, "pseudo_labels.json")))
+    report = summary["calibration"]
+    assert report["images"] == len(held_out) and len(report["candidates"]) > 1
+    eligible = [row["miou_void_as_background"] for row in report["candidates"]
+                if (row["coverage"] or 0.0) >= 0.85 and row["miou_void_as_background"] is not None]
+    assert report["eligible"] == len(eligible)
+    if eligible:  # the best candidate that labels enough pixels
+        assert report["miou_void_as_background"] == max(eligible)
+    for name, value in report["chosen"].items():  # the labels were made with the choice
+        assert summary["diffusion"][name] == value
+    assert f"Calibration on {len(held_out)} held-out strong images" in result.stdout
+
+
 def test_rerun_skips_finished_stages_and_files(transferred_copy, synth_dir):
     model_dir = transferred_copy
     result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--lnet_steps=4",

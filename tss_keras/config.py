@@ -146,7 +146,7 @@ class DiffusionConfig:
         1.0, "Share of class evidence from class prototypes (mean L-Net features) instead of "
              "CAMs, inside images with several labels (0: CAMs alone).")
     calibrate: bool = setting(
-        True, "Choose the diffusion settings on strong images held out of L-Net training "
+        False, "Choose the diffusion settings on strong images held out of L-Net training "
               "(label transfer run on them as if they were weak); off: use the values above.")
     calibration_images: int = setting(
         40, "At most this many strong images (and at most 15 % of the strong pool) are held "
