@@ -92,3 +92,14 @@ def test_demo_flags_parse_as_the_quickstart_uses_them():
     # later flags win, as README says
     values = _flag_values(f"--flagfile={os.path.join(ROOT, 'demo.flags')}", "--backbone=resnet50")
     assert config_from_flags(values).model.backbone == "resnet50"
+
+
+def test_help_lists_this_projects_flags_only():
+    from conftest import run_module
+
+    result = run_module("trainers.run", "--help")  # absl exits 1 after --help
+    names = {line.split(":")[0].strip().replace("[no]", "") for line in result.stdout.splitlines()
+             if line.startswith("  --")}
+    assert names >= {f"--{f.name}" for f in cfg.all_fields()}
+    assert not names & {"--logtostderr", "--tt_check_filter", "--xml_output_file"}  # absl's, TF's
+    assert "--data_dir and --model_dir are required" in result.stdout

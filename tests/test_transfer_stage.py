@@ -44,6 +44,13 @@ def test_pseudo_label_files(transferred, synth_dir, class_names):
     assert "pseudo_labels" in result.stdout
 
 
+def test_redirected_output_is_plain_lines_and_names_the_tensorboard_folder(transferred):
+    model_dir, result = transferred
+    assert "\x1b[" not in result.stdout and "\b" not in result.stdout  # no bar control codes
+    assert "lnet 4/4 steps - " in result.stdout
+    assert f"TensorBoard: tensorboard --logdir {os.path.join(model_dir, 'logs')}" in result.stdout
+
+
 def test_calibration_holds_out_strong_images_and_reports_its_choice(tmp_path):
     """--calibrate: strong images left out of L-Net training pick the diffusion settings."""
     from tss_keras.data import synthetic
