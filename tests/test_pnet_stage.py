@@ -74,11 +74,11 @@ def test_zero_percent_setting_runs_pnet_and_eval_with_the_agnostic_discriminator
     synthetic.generate(agnostic, num_train=12, num_val=2, seed=4, category_set="agnostic")
     model_dir = str(tmp_path / "run")
     base = ["--strong_classes=none", f"--agnostic_data_dir={agnostic}"]
-    wrong = _run(synth_dir, model_dir, *base, "--stages=data,lnet,transfer,pnet,eval")
+    wrong = _run(synth_dir, model_dir, *base, "--discriminator=onehot",
+                 "--stages=data,lnet,transfer,pnet,eval")
     assert wrong.returncode == 1 and "--discriminator: 'onehot' needs strong-class masks" in \
         _error_line(wrong)
-    result = _run(synth_dir, model_dir, *base, "--discriminator=agnostic",
-                  "--stages=data,lnet,transfer,pnet,eval")
+    result = _run(synth_dir, model_dir, *base, "--stages=data,lnet,transfer,pnet,eval")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "adversarial: agnostic" in result.stdout
     results = json.load(open(os.path.join(model_dir, "eval", "results.json")))

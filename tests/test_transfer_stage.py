@@ -205,3 +205,17 @@ def test_synthetic_data_flag_writes_the_set_once(tmp_path):
     assert summary["num_images"] == 240
     again = run_module("trainers.run", *args, f"--model_dir={tmp_path}/run2")
     assert again.returncode == 0 and "Wrote the embedded" not in again.stdout
+
+
+def test_demo_flags_plan_every_stage_before_the_embedded_set_exists(tmp_path):
+    """The quickstart on a fresh clone: stages are checked before the data stage writes the
+    set, so no check may need its class_names.txt yet. A missing baseline file stops the run
+    at the last check, after every other one passed, with nothing written."""
+    data_dir = tmp_path / "demo_data" / "voc"
+    result = run_module("trainers.run", f"--flagfile={os.path.join(ROOT, 'demo.flags')}",
+                        f"--data_dir={data_dir}", f"--class_names_file={data_dir}/class_names.txt",
+                        f"--model_dir={tmp_path}/demo_run",
+                        f"--baseline_results={tmp_path}/missing.json")
+    assert result.returncode == 1
+    assert "missing.json" in result.stderr and "class_names" not in result.stderr
+    assert not data_dir.exists()

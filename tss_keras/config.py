@@ -179,7 +179,7 @@ class PNetConfig:
                                       "(0: no discriminator).")
     d_lr: float = setting(1e-4, "Discriminator learning rate.")
     discriminator: str = setting(
-        "onehot", "Discriminator design (tss_keras.training.adversarial): onehot (one-hot "
+        "agnostic", "Discriminator design (tss_keras.training.adversarial): onehot (one-hot "
                   "truth vs softmax), matched (truth with the prediction's confidence), "
                   "agnostic (foreground map only; also the 0 % setting's).",
         choices=DESIGNS)

@@ -218,10 +218,15 @@ def generate(out_dir, num_train=240, num_val=60, seed=0, category_set="main", ex
     categories = CATEGORY_SETS[category_set]
     rng = np.random.default_rng(seed)
     prefix = ("a" if category_set == "agnostic" else "s") + f"{seed:03d}"
-    names = ["background"] + [c[0] for c in categories]
+    names = class_names(category_set)
     return write_voc_set(out_dir, prefix, {"train": num_train, "val": num_val},
                          lambda: render_image(rng, categories), names,
                          {"category_set": category_set, "seed": seed, **(extra_meta or {})})
+
+
+def class_names(category_set="main"):
+    """The class list (background first) of an embedded set, as its class_names.txt has it."""
+    return ["background"] + [c[0] for c in CATEGORY_SETS[category_set]]
 
 
 def ensure(out_dir, category_set="main", seed=0, num_train=240, num_val=60):

@@ -1,5 +1,7 @@
 """The ``data`` stage: writes the embedded set if asked, checks the split, writes data_summary.json."""
 
+import os
+
 from tss_keras.data import synthetic
 from tss_keras.data.class_names import load_class_names
 from tss_keras.data.inspect import inspect_split
@@ -8,6 +10,14 @@ from tss_keras.stages.base import Stage
 
 DATA_SETTINGS = ("data_dir", "class_names_file", "train_split", "strong_classes",
                  "agnostic_data_dir", "synthetic_data", "skip_bad")
+
+
+def planned_class_names(config):
+    """The run's class names, also before the data stage has written the embedded set."""
+    data = config.data
+    if data.synthetic_data and not os.path.isfile(data.class_names_file):
+        return synthetic.class_names("main")
+    return load_class_names(data.class_names_file)
 
 
 class DataStage(Stage):

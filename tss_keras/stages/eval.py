@@ -14,6 +14,7 @@ from tss_keras.evaluation.evaluator import evaluate_confusion
 from tss_keras.evaluation.report import add_baseline_ratio, build_results, format_table, read_baseline
 from tss_keras.files import write_json
 from tss_keras.stages.base import Stage
+from tss_keras.stages.data import planned_class_names
 
 
 class EvalStage(Stage):
@@ -34,8 +35,7 @@ class EvalStage(Stage):
     def check(self, context, planned):
         config, layout = context.config, context.layout
         if config.eval.baseline_results:
-            read_baseline(config.eval.baseline_results,
-                          load_class_names(config.data.class_names_file))
+            read_baseline(config.eval.baseline_results, planned_class_names(config))
         if "pnet" not in planned and not os.path.isfile(layout.pnet_model):
             raise DataError(f"{layout.pnet_model}: no trained P-Net; run the pnet stage first")
 

@@ -53,11 +53,10 @@ class PNetStage(Stage):
                 and not os.path.isfile(layout.lnet_model):
             raise DataError(f"{layout.lnet_model}: --pnet_init=lnet needs a trained L-Net")
         if config.pnet.mode == "ts3":
-            from tss_keras.data.class_names import load_class_names
             from tss_keras.data.pools import parse_strong_classes
+            from tss_keras.stages.data import planned_class_names
 
-            split = parse_strong_classes(config.data.strong_classes,
-                                         load_class_names(config.data.class_names_file))
+            split = parse_strong_classes(config.data.strong_classes, planned_class_names(config))
             if not split.weak:
                 raise UsageError("--strong_classes: every class is strong, so --mode=ts3 has no "
                                  "weak class to transfer to (use --mode=full for the baseline)")
