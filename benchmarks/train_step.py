@@ -8,9 +8,12 @@ deterministic tf.data pipelines that training uses (the embedded set at the
 given crop; the weak stream reads its masks as stand-in pseudo-labels). A TS3
 step and a --mode=full step both consume a strong and a weak batch, so their
 time per image compares like with like. For each step it reports images/s
-and the achieved FLOP/s (FLOPs counted on the traced step graph) as a share
-of this machine's dense peak, measured by timing a large matmul in the same
-run. It also times the supervised step through Keras ``fit`` on the same
+and the achieved FLOP/s as a share of this machine's dense peak, measured by
+timing a large matmul in the same run. A step's FLOPs are 3x the forward
+FLOPs of every network pass in it (forward + backward, the usual
+convention), counted by TF's cost model on each network's forward graph; the
+traced training graph itself is not counted, because it holds ops that
+grappler prunes before running (it counted 1.8x for the supervised step). It also times the supervised step through Keras ``fit`` on the same
 data, against the loop. Prints one JSON object.
 """
 
@@ -46,6 +49,14 @@ def graph_flops(concrete_function):
     options["output"] = "none"
     graph = concrete_function.graph
     return model_analyzer.profile(graph, options=options).total_float_ops
+
+
+def forward_flops(model, shape):
+    """FLOPs of one training-mode forward pass of ``model`` on one input of ``shape``."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=True), autograph=False)
+    return graph_flops(forward.get_concrete_function(tf.TensorSpec([1, *shape], tf.float32)))
 
 
 def embedded_set(directory):
@@ -158,10 +169,18 @@ def main():
         lnet_trainer = LNetTrainer(lnet, k)
         lnet_trainer.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
         steps["lnet"] = ((lnet_trainer, {"model": lnet}), lnet_stream)
+        image = (*s, 3)
+        pnet_flops = forward_flops(steps["supervised"][0][0].pnet, image)
+        d_map = (args.crop_size // downsample, args.crop_size // downsample,
+                 adversarial.channels(design, k))
+        step_flops = {  # 3x forward; every step has a strong and a weak batch of b images
+            "supervised": 3 * 2 * b * pnet_flops,
+            "adversarial": 3 * 2 * b * (pnet_flops + forward_flops(
+                steps["adversarial"][0][0].discriminator, d_map)),
+            "lnet": 3 * 2 * b * forward_flops(lnet, image)}
         for name, ((trainer, trackables), make_stream) in steps.items():
             seconds = time_loop(strategy, trainer, make_stream, trackables, args.steps)
-            batch = next(iter(make_stream(0, 1)))
-            flops = graph_flops(tf.function(trainer.train_step).get_concrete_function(batch))
+            flops = step_flops[name]
             row[f"{name}_images_per_s"] = 2 * b / seconds
             row[f"{name}_gflop_per_step"] = flops / 1e9
             row[f"{name}_share_of_peak"] = flops / seconds / peak
