@@ -23,8 +23,9 @@ writes <work_dir>/label_transfer.json.
 python benchmarks/label_transfer.py --timing [--backbones=resnet50,resnet101] [--sizes=321,513]
 
 instead times label transfer with real backbones (weights=None; the features
-have the real width and join colour in the affinity, --diffusion_features=both): per image, the L-Net forward pass and the diffusion
-(grid scores and the pseudo-label at the image's size), the extra peak memory
+have the real width and join colour in the affinity, --diffusion_features=both):
+per image, the L-Net forward pass and the diffusion (grid scores and the
+pseudo-label at the image's size), the extra peak memory
 of the diffusion over the forward pass, and the time from a loaded L-Net to
 the first pseudo-label (tracing included). Each case runs in a fresh process.
 """
