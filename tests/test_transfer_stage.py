@@ -219,3 +219,21 @@ def test_demo_flags_plan_every_stage_before_the_embedded_set_exists(tmp_path):
     assert result.returncode == 1
     assert "missing.json" in result.stderr and "class_names" not in result.stderr
     assert not data_dir.exists()
+
+
+def test_lnet_summary_reports_the_classifiers_map_on_the_eval_split(transferred, synth_dir,
+                                                                     class_names):
+    from tss_keras.data.voc import load_split
+
+    model_dir, result = transferred
+    val, _ = load_split(synth_dir, "val", class_names)
+    labels = np.zeros((len(val), len(class_names) - 1))
+    for row, record in zip(labels, val):
+        row[[c - 1 for c in record.labels]] = 1
+    present = labels.any(axis=0)
+    summary = json.load(open(os.path.join(model_dir, "lnet", "summary.json")))
+    assert summary["split"] == "val" and summary["images"] == len(val)
+    assert abs(summary["chance_map"] - labels[:, present].mean()) < 1e-6
+    assert 0.0 < summary["classifier_map"] <= 1.0
+    assert (f"L-Net classifier mAP on {len(val)} val images: {summary['classifier_map']:.3f}"
+            in result.stdout)

@@ -6,7 +6,8 @@
       run_config.json, flags.txt        the settings of the last trainers.run
       stages.json                       the settings each finished stage was made with
       data_summary.json                 data stage
-      lnet/lnet.keras, lnet/lnet_input.json, lnet/checkpoints/, lnet/calibration_ids.txt
+      lnet/lnet.keras, lnet/lnet_input.json, lnet/checkpoints/, lnet/calibration_ids.txt,
+      lnet/summary.json
       pseudo_labels/<id>.png, pseudo_labels.json
       pnet/pnet.keras, pnet/discriminator.keras, pnet/training.json, pnet/checkpoints/
       eval/results.json
@@ -70,6 +71,11 @@ class RunLayout:
     def lnet_input(self):
         """The sizes the L-Net was trained at (``LNetInput``), for label transfer."""
         return self._path("lnet", "lnet_input.json")
+
+    @property
+    def lnet_summary(self):
+        """How well the trained L-Net's classifier ranks the labels of the eval split."""
+        return self._path("lnet", "summary.json")
 
     @property
     def calibration_ids(self):

@@ -8,7 +8,7 @@ from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
 from tss_keras.data.pools import WeakExample
 from tss_keras.data.voc import load_split
 from tss_keras.errors import DataError, UsageError
-from tss_keras.files import atomic_write, save_model
+from tss_keras.files import atomic_write, save_model, write_json
 from tss_keras.models.encoder import build_encoder
 from tss_keras.models.lnet import build_lnet
 from tss_keras.stages.base import Stage, seed_everything
@@ -18,9 +18,11 @@ from tss_keras.training.optimizers import make_optimizer
 from tss_keras.training.precision import dtype_policy_scope, with_loss_scaling
 from tss_keras.training.summaries import first_images, lnet_image_hook
 from tss_keras.transfer.calibration import holdout_ids
-from tss_keras.transfer.label_transfer import LNetInput
+from tss_keras.transfer.evaluate import classifier_map
+from tss_keras.transfer.label_transfer import LabelTransfer, LNetInput
 
 # What a trained encoder depends on (the L-Net's and the P-Net's alike).
+SUMMARY_IMAGES = 200  # eval-split images the classifier's mAP is measured on, at most
 ENCODER_SETTINGS = ("backbone", "output_stride", "weights", "crop_size", "batch_size",
                     "min_scale", "max_scale", "optimizer", "weight_decay", "head_lr_multiplier",
                     "mixed_precision", "seed")
@@ -145,5 +147,28 @@ class LNetStage(Stage):
                      name="lnet", jit_compile=config.train.xla, hooks=hooks).run()
         if context.cluster.is_chief:
             sizes.write(layout.lnet_input)
+            self._summarize(context, lnet, sizes.image_size, num_classes)
             save_model(lnet, layout.lnet_model)
         return layout.lnet_model
+
+    @staticmethod
+    def _summarize(context, lnet, image_size, num_classes):
+        """Writes and prints the classifier's mAP on the eval split."""
+        config = context.config
+        try:
+            records, _ = load_split(config.data.data_dir, config.data.eval_split,
+                                    context.training_set.class_names, skip_bad=True)
+        except DataError as e:  # no eval split: nothing to measure the classifier on
+            context.say(f"L-Net classifier mAP not measured: {e}")
+            records = []
+        records = [r for r in records if r.labels][:SUMMARY_IMAGES]
+        transfer = LabelTransfer(lnet, num_classes, config.diffusion.params(), image_size,
+                                 config.diffusion.diffusion_grid,
+                                 config.diffusion.diffusion_feature_dims)
+        score, chance = classifier_map(transfer, records, num_classes) if records else (None, None)
+        write_json(context.layout.lnet_summary, {
+            "classifier_map": score, "chance_map": chance, "split": config.data.eval_split,
+            "images": len(records)})
+        if score is not None:
+            context.say(f"L-Net classifier mAP on {len(records)} {config.data.eval_split} "
+                        f"images: {score:.3f} (random scores: {chance:.3f})")

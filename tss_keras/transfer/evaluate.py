@@ -80,6 +80,23 @@ def mean_average_precision(scores, labels):
 CAM_ARGMAX = "cam_argmax"
 
 
+def classifier_map(transfer, records, num_classes):
+    """(mAP, chance mAP) of the L-Net's multi-label classifier on ``records``' labels.
+
+    Each image is seen as label transfer sees it (the canonical size). The
+    chance level is the mAP of random scores: each class's share of images.
+    A classifier near chance makes CAMs useless, so the lnet stage reports this.
+    """
+    from tss_keras.data.pipeline import multi_hot
+    from tss_keras.data.voc import read_image
+
+    logits = [transfer.view([read_image(r.image_path)]).logits.numpy()[0] for r in records]
+    targets = np.array([multi_hot(r.labels, num_classes) for r in records])
+    present = targets.any(axis=0)
+    chance = float(targets[:, present].mean()) if present.any() else None
+    return mean_average_precision(np.array(logits), targets), chance
+
+
 def evaluate_label_transfer(transfer, records, num_classes, variants, classes):
     """Scores label-transfer variants on masked records, given their true image labels.
 
