@@ -13,6 +13,7 @@ several machines run trainers.run on each with its own TF_CONFIG (README).
 
 from absl import app, flags
 
+import trainers.quiet  # noqa: F401  (imports TF before anything prints)
 from tss_keras.launcher import launch_workers
 
 flags.DEFINE_integer("workers", 2, "Number of worker processes.")
