@@ -21,8 +21,8 @@ from tss_keras.transfer.calibration import holdout_ids
 from tss_keras.transfer.evaluate import classifier_map
 from tss_keras.transfer.label_transfer import LabelTransfer, LNetInput
 
-# What a trained encoder depends on (the L-Net's and the P-Net's alike).
 SUMMARY_IMAGES = 200  # eval-split images the classifier's mAP is measured on, at most
+# What a trained encoder depends on (the L-Net's and the P-Net's alike).
 ENCODER_SETTINGS = ("backbone", "output_stride", "weights", "crop_size", "batch_size",
                     "min_scale", "max_scale", "optimizer", "weight_decay", "head_lr_multiplier",
                     "mixed_precision", "seed")
