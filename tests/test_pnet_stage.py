@@ -24,6 +24,13 @@ def test_ts3_and_full_runs_with_results_and_ratio(transferred_copy, synth_dir, t
     full = _run(synth_dir, full_dir, "--mode=full", "--stages=data,pnet,eval")
     assert full.returncode == 0, full.stderr[-3000:]
     assert not os.path.exists(os.path.join(full_dir, "pnet", "discriminator.keras"))
+    # the baseline has no discriminator, so its settings do not make the baseline stale
+    again = _run(synth_dir, full_dir, "--mode=full", "--stages=data,pnet,eval",
+                 "--discriminator=matched", "--d_downsample=2")
+    assert again.returncode == 0 and "Stage pnet: done already" in again.stdout, \
+        again.stderr[-2000:]
+    stale = _run(synth_dir, full_dir, "--mode=full", "--stages=data,pnet,eval", "--pnet_lr=0.5")
+    assert stale.returncode == 1 and "--pnet_lr:" in stale.stderr
     baseline = os.path.join(full_dir, "eval", "results.json")
     ts3 = _run(synth_dir, transferred_copy, "--stages=pnet,eval", f"--baseline_results={baseline}",
                "--lambda_semi=0.1", "--eval_flip", "--pnet_init=lnet", "--d_with_image")

@@ -60,6 +60,10 @@ class Stage:
     name = ""
     settings = ()
 
+    def depends_on(self, config):
+        """The names of the settings this stage's output depends on, for ``config``."""
+        return self.settings
+
     def upstream(self, config):
         """The name of the stage whose output this one reads (None if none)."""
         return None

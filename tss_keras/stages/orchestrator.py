@@ -51,7 +51,7 @@ def recorded_settings(stage_name, config, known=None):
     known = known or {}
     stage = STAGE_CLASSES[stage_name]()
     flat = _flat_settings(config)
-    own = {k: flat[k] for k in stage.settings}
+    own = {k: flat[k] for k in stage.depends_on(config)}
     upstream = stage.upstream(config)
     if upstream is None:
         return dict(sorted(own.items()))
@@ -67,7 +67,9 @@ def _read_recorded(layout):
 
 
 def _changed(stage_name, old, new, model_dir):
-    for key in sorted(set(old) | set(new)):
+    # A setting recorded but no longer depended on (e.g. the discriminator's, for a
+    # --mode=full run) is no change; one depended on but not recorded is.
+    for key in sorted(new):
         if old.get(key) != new.get(key):
             return UsageError(
                 f"--{key}: stage {stage_name} in {model_dir} was made with "

@@ -21,10 +21,12 @@ from tss_keras.training.precision import dtype_policy_scope, with_loss_scaling
 from tss_keras.training.summaries import first_images, prediction_image_hook
 from tss_keras.training.ts3_model import TS3Model
 
+# Settings of the discriminator and what it drives: no P-Net depends on them without one.
+ADVERSARIAL_SETTINGS = ("d_lr", "d_filters", "d_with_image", "d_shuffle_classes",
+                        "discriminator", "d_downsample", "lambda_semi", "semi_threshold")
 PNET_SETTINGS = ENCODER_SETTINGS + (
     "aspp_filters", "aspp_rates", "mode", "pnet_steps", "pnet_lr", "pnet_init", "weak_weight",
-    "lambda_adv", "d_lr", "d_filters", "d_with_image", "d_shuffle_classes", "discriminator",
-    "d_downsample", "lambda_semi", "semi_threshold")
+    "lambda_adv") + ADVERSARIAL_SETTINGS
 
 
 def _as_strong(records):
@@ -37,6 +39,14 @@ class PNetStage(Stage):
 
     name = "pnet"
     settings = PNET_SETTINGS
+
+    def depends_on(self, config):
+        p = config.pnet
+        if p.mode == "full":
+            return tuple(s for s in self.settings if s not in ADVERSARIAL_SETTINGS + ("lambda_adv",))
+        if p.lambda_adv == 0:
+            return tuple(s for s in self.settings if s not in ADVERSARIAL_SETTINGS)
+        return self.settings
 
     def upstream(self, config):
         return "data" if config.pnet.mode == "full" else "transfer"
