@@ -11,9 +11,9 @@ time per image compares like with like. For each step it reports images/s
 and the achieved FLOP/s as a share of this machine's dense peak, measured by
 timing a large matmul in the same run. A step's FLOPs are 3x the forward
 FLOPs of every network pass in it (forward + backward, the usual
-convention), counted by TF's cost model on each network's forward graph; the
-traced training graph itself is not counted, because it holds ops that
-grappler prunes before running (it counted 1.8x for the supervised step). It also times the supervised step through Keras ``fit`` on the same
+convention), counted by TF's cost model on each network's forward graph. The
+traced training step graph is not counted: the cost model over-counts it
+(1.8x this count for the supervised step, and shares above 100 % of peak). It also times the supervised step through Keras ``fit`` on the same
 data, against the loop. Prints one JSON object.
 """
 
