@@ -25,6 +25,14 @@ def atomic_write(path, write_fn):
     return path
 
 
+def write_text(path, text):
+    """Writes ``text`` (UTF-8), atomically."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return atomic_write(path, write)
+
+
 def write_json(path, data):
     """Writes ``data`` as indented JSON, atomically."""
     def write(tmp):

@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 from tss_keras.constants import VOID_LABEL
-from tss_keras.data.palette import atomic_write, save_palette_png
+from tss_keras.data.palette import save_palette_png
+from tss_keras.files import atomic_write, write_json
 
 # name, shape, base hue (RGB), texture
 MAIN_CATEGORIES = (
@@ -195,8 +196,7 @@ def write_voc_set(out_dir, prefix, split_sizes, render, class_names, meta):
     with open(os.path.join(out_dir, "class_names.txt"), "w") as f:
         f.write("\n".join(class_names) + "\n")
     summary = {**meta, "num_images": index, "class_names": list(class_names)}
-    atomic_write(os.path.join(out_dir, "synthetic.json"),
-                 lambda tmp: open(tmp, "w").write(json.dumps(summary, indent=2)))
+    write_json(os.path.join(out_dir, "synthetic.json"), summary)
     return {"out_dir": out_dir, **summary}
 
 

@@ -8,7 +8,7 @@ from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
 from tss_keras.data.pools import WeakExample
 from tss_keras.data.voc import load_split
 from tss_keras.errors import DataError, UsageError
-from tss_keras.files import atomic_write, save_model, write_json
+from tss_keras.files import save_model, write_json, write_text
 from tss_keras.models.encoder import build_encoder
 from tss_keras.models.lnet import build_lnet
 from tss_keras.stages.base import Stage, seed_everything
@@ -96,8 +96,7 @@ class LNetStage(Stage):
                                        config.train.seed))
             mask_examples = [e for e in mask_examples if e.image_id not in held_out]
         if context.cluster.is_chief:
-            atomic_write(layout.calibration_ids,
-                         lambda tmp: open(tmp, "w").write("".join(f"{i}\n" for i in sorted(held_out))))
+            write_text(layout.calibration_ids, "".join(f"{i}\n" for i in sorted(held_out)))
         label_examples = [WeakExample(r.image_id, r.image_path, r.labels)
                           for r in training_set.records if r.image_id not in held_out]
         data = config.data

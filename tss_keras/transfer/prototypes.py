@@ -46,8 +46,7 @@ def class_prototypes(transfer, strong_records, weak_examples, num_classes, verbo
     single = [e for e in weak_examples if len(e.labels) == 1]
     progress = Progress(len(strong_records) + len(single), "prototypes", "image",
                         enabled=verbose)
-    done = 0
-    for item in list(strong_records) + single:
+    for done, item in enumerate(list(strong_records) + single, start=1):
         view = transfer.view([read_image(item.image_path)])
         features = projected_features(view.features)[0].numpy()
         size = features.shape[:2]
@@ -64,7 +63,6 @@ def class_prototypes(transfer, strong_records, weak_examples, num_classes, verbo
             if region.any():
                 sums[c] += features[region].sum(axis=0)
                 counts[c] += region.sum()
-        done += 1
         progress.update(done)
     if sums is None:
         return np.zeros((num_classes, 1), np.float32), np.zeros(num_classes, bool)
