@@ -58,6 +58,28 @@ def test_confidence_threshold_yields_void():
     assert (high == 255).all()  # every winning score is at most 0.5 here
 
 
+def test_presence_finds_an_object_the_agnostic_map_only_hints_at():
+    """A labelled image holds an object: a faint but well-placed map is trusted for its shape."""
+    rng = np.random.default_rng(2)
+    images, _, cams, feats = _inputs(rng, batch=2)
+    fg = np.full((2, 32, 32, 1), 0.02, np.float32)
+    fg[:, 8:16, 8:16] = 0.2  # the object: faint, far below the background score of 0.8
+    cams[:] = 0.0  # no CAM evidence: only the agnostic map speaks
+    labels = np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], np.float32)
+    params = DiffusionParams(iterations=0, cam_weight=0.0, confidence=0.0)
+    plain = scores_to_labels(transfer_scores(images, fg, cams, labels, feats, params, (32, 32)),
+                             labels).numpy()
+    scaled = scores_to_labels(transfer_scores(images, fg, cams, labels, feats,
+                                              dataclasses.replace(params, presence=1.0),
+                                              (32, 32)), labels).numpy()
+    assert (plain[0] == 0).all()
+    object_mask = np.zeros((32, 32), bool)
+    object_mask[8:16, 8:16] = True
+    np.testing.assert_array_equal(scaled[0], np.where(object_mask, 2, 0))
+    # An image without labels is not said to hold anything: unchanged.
+    assert (scaled[1] == 0).all()
+
+
 def test_constant_affinity_spreads_evenly():
     radius = 1
     guide = np.ones((1, 7, 7, 3), np.float32)

@@ -125,7 +125,7 @@ class DiffusionConfig:
     """
 
     diffusion_grid: int = setting(64, "Cells along the long side of the diffusion grid.")
-    diffusion_radius: int = setting(2, "Neighbourhood radius in grid cells.")
+    diffusion_radius: int = setting(5, "Neighbourhood radius in grid cells.")
     diffusion_iterations: int = setting(10, "Random-walk steps (0 switches diffusion off).")
     diffusion_anchor: float = setting(
         0.2, "Restart probability of the walk at its seeds (0: pure random walk).")
@@ -145,6 +145,9 @@ class DiffusionConfig:
     diffusion_prototype_weight: float = setting(
         1.0, "Share of class evidence from class prototypes (mean L-Net features) instead of "
              "CAMs, inside images with several labels (0: CAMs alone).")
+    diffusion_presence: float = setting(
+        1.0, "Rescale the agnostic map of a labelled image towards a peak of 1 (M / max(M) ** "
+             "presence): the labels say an object is there (0: the map as it is).")
     calibrate: bool = setting(
         False, "Choose the diffusion settings on strong images held out of L-Net training "
               "(label transfer run on them as if they were weak); off: use the values above.")
@@ -161,7 +164,8 @@ class DiffusionConfig:
             anchor=self.diffusion_anchor, color_scale=self.diffusion_color_scale,
             feature_scale=self.diffusion_feature_scale, features=self.diffusion_features,
             confidence=self.diffusion_confidence, cam_weight=self.diffusion_cam_weight,
-            cam_power=self.diffusion_cam_power, prototype_weight=self.diffusion_prototype_weight)
+            cam_power=self.diffusion_cam_power, prototype_weight=self.diffusion_prototype_weight,
+            presence=self.diffusion_presence)
 
 
 @dataclasses.dataclass
