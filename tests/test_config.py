@@ -38,13 +38,13 @@ def test_every_flag_is_a_field_and_every_field_a_flag():
 
 def test_flags_build_the_config_they_name():
     values = _flag_values("--data_dir=d", "--model_dir=m", "--crop_size=64", "--aspp_rates=1,2",
-                          "--eval_scales=0.5,1", "--diffusion_radius=5", "--nocalibrate",
+                          "--eval_scales=0.5,1", "--diffusion_radius=4", "--nocalibrate",
                           "--stages=data,lnet")
     config = config_from_flags(values)
     assert config.data.crop_size == (64, 64) and config.model.aspp_rates == (1, 2)
-    assert config.eval.eval_scales == (0.5, 1.0) and config.diffusion.diffusion_radius == 5
+    assert config.eval.eval_scales == (0.5, 1.0) and config.diffusion.diffusion_radius == 4
     assert config.diffusion.calibrate is False and config.stages == ("data", "lnet")
-    assert config.settings()["diffusion_radius"] == 5
+    assert config.settings()["diffusion_radius"] == 4
 
 
 def test_run_config_json_round_trips():

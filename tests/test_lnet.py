@@ -97,3 +97,36 @@ def test_losses_fall_on_a_tiny_problem(tmp_path):
     seen = run_loop(trainer, tf.distribute.get_strategy(), data, 60, tmp_path,
                     {"model": lnet, "optimizer": trainer.optimizer})
     assert seen[-1]["agnostic_loss"] < 0.5 * seen[0]["agnostic_loss"] + 0.05
+
+
+def test_presence_loss_asks_the_most_object_like_pixels_of_a_labelled_image_for_foreground():
+    from tss_keras.training.losses import presence_bce_per_image
+
+    logits = np.full((3, 20, 20, 1), -4.0, np.float32)
+    logits[0, :4, :5] = 4.0  # 20 pixels = the top 5 %: this image says "object here"
+    labels = np.array([[1, 0], [0, 1], [0, 0]], np.float32)
+    loss = presence_bce_per_image(tf.constant(logits), tf.constant(labels)).numpy()
+    np.testing.assert_allclose(loss[0], np.log1p(np.exp(-4.0)), rtol=1e-5)
+    np.testing.assert_allclose(loss[1], np.log1p(np.exp(4.0)), rtol=1e-5)
+    assert loss[2] == 0.0  # no label: nothing says an object is there
+    variable = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(presence_bce_per_image(variable, tf.constant(labels)))
+    gradient = tape.gradient(total, variable).numpy()
+    assert np.count_nonzero(gradient[1]) == 20 and (gradient[1] <= 0).all()
+    assert not gradient[2].any()
+
+
+def test_presence_weight_adds_the_presence_loss_of_the_labelled_batch():
+    from tss_keras.training.losses import presence_bce_per_image
+
+    lnet = build_lnet(build_encoder("tiny", 8), num_classes=3)
+    data = _batch(np.random.default_rng(1), 2, 3)
+    data[1]["labels"][0] = [1.0, 0.0]
+    _, plain, _ = LNetTrainer(lnet, 3).compute_losses(data, training=False)
+    _, with_presence, _ = LNetTrainer(lnet, 3, presence_weight=0.5).compute_losses(
+        data, training=False)
+    expected = 0.5 * tf.reduce_mean(presence_bce_per_image(
+        lnet(data[1]["image"], training=False)["agnostic"], data[1]["labels"]))
+    assert float(expected) > 0
+    np.testing.assert_allclose(float(with_presence), float(plain) + float(expected), rtol=1e-5)

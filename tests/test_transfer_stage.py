@@ -162,7 +162,7 @@ def test_zero_percent_setting_with_two_cpu_replicas(synth_dir, tmp_path):
 def test_changed_settings_are_refused_then_redone_with_overwrite(transferred_copy, synth_dir):
     model_dir = transferred_copy
     changed = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
-                                                 "--diffusion_radius=5"))
+                                                 "--diffusion_radius=3"))
     assert changed.returncode == 1
     line = changed.stderr.strip().splitlines()[-1]
     assert line.startswith("error: --diffusion_radius: stage transfer in ") and "--overwrite" in line
@@ -171,13 +171,13 @@ def test_changed_settings_are_refused_then_redone_with_overwrite(transferred_cop
     assert strong.returncode == 1 and "--strong_classes: stage lnet" in strong.stderr
     before = os.path.getmtime(os.path.join(model_dir, "pseudo_labels.json"))
     redone = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
-                                                "--diffusion_radius=5", "--overwrite"))
+                                                "--diffusion_radius=3", "--overwrite"))
     assert redone.returncode == 0, redone.stderr[-2000:]
     summary = json.load(open(os.path.join(model_dir, "pseudo_labels.json")))
-    assert summary["diffusion"]["radius"] == 5 and summary["written"] == summary["num_images"]
+    assert summary["diffusion"]["radius"] == 3 and summary["written"] == summary["num_images"]
     assert os.path.getmtime(os.path.join(model_dir, "pseudo_labels.json")) > before
     again = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
-                                               "--diffusion_radius=5"))
+                                               "--diffusion_radius=3"))
     assert again.returncode == 0 and "done already" in again.stdout
 
 

@@ -107,6 +107,9 @@ class LNetConfig:
     lnet_cam_pixel_weight: float = setting(
         1.0, "Weight of a per-pixel loss that strong masks give the CAM head (0: CAMs learn "
              "from image labels only).")
+    lnet_presence_weight: float = setting(
+        1.0, "Weight of a loss that teaches the agnostic head from image labels: in an image "
+             "with a label, its most foreground-like 5 % of pixels are foreground (0: off).")
     lnet_image_size: int = setting(
         0, "Long side (pixels) every image is resized to for the L-Net's agnostic map, in "
            "training and in label transfer; 0: the median long side of the training images.")

@@ -72,7 +72,7 @@ class LNetStage(Stage):
 
     name = "lnet"
     settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_image_size",
-                                   "lnet_cam_pixel_weight", "calibrate",
+                                   "lnet_cam_pixel_weight", "lnet_presence_weight", "calibrate",
                                    "calibration_images")
 
     def upstream(self, config):
@@ -124,6 +124,7 @@ class LNetStage(Stage):
             lnet = build_lnet(encoder, num_classes, sync_bn=config.model.sync_bn)
             trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes,
                                   cam_pixel_weight=config.lnet.lnet_cam_pixel_weight,
+                                  presence_weight=config.lnet.lnet_presence_weight,
                                   head_lr_multiplier=config.train.head_lr_multiplier)
             optimizer = with_loss_scaling(make_optimizer(
                 config.train.optimizer, config.lnet.lnet_lr, config.lnet.lnet_steps,

@@ -26,6 +26,11 @@ class LNetTrainer(keras.Model):
     and "somewhere in this image" from their image labels; the shared
     features are trained to localise, which sharpens every class's CAM.
 
+    *(choice)* With ``presence_weight`` > 0 the labelled images also teach the
+    agnostic head: each holds an object, so the top 5 % of its agnostic
+    logits learn "foreground" (``losses.presence_bce_per_image``), which lets
+    the head answer on classes it has no masks for.
+
     Args:
         lnet: the model from ``build_lnet``.
         num_classes: K + 1.
@@ -34,16 +39,18 @@ class LNetTrainer(keras.Model):
         cam_pixel_weight: weight of the per-pixel CAM loss (0: off).
         head_lr_multiplier: the heads learn this many times faster than the
             encoder (gradients scaled; meant for SGD).
+        presence_weight: weight of the presence loss on labelled images (0: off).
     """
 
     def __init__(self, lnet, num_classes, cls_weight=1.0, mask_labels_for_cls=True,
-                 cam_pixel_weight=0.0, head_lr_multiplier=1.0, **kwargs):
+                 cam_pixel_weight=0.0, head_lr_multiplier=1.0, presence_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.lnet = lnet
         self.num_classes = num_classes
         self.cls_weight = cls_weight
         self.mask_labels_for_cls = mask_labels_for_cls
         self.cam_pixel_weight = cam_pixel_weight if mask_labels_for_cls else 0.0
+        self.presence_weight = presence_weight
         from tss_keras.training.ts3_model import head_variable_paths
         self.head_boost = (head_lr_multiplier, head_variable_paths(lnet))
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -65,6 +72,9 @@ class LNetTrainer(keras.Model):
         labelled = self.lnet(label_batch["image"], training=training)
         agnostic = tf.reduce_mean(losses.agnostic_bce_per_image(masked["agnostic"],
                                                                 mask_batch["mask"]))
+        if self.presence_weight:
+            agnostic += self.presence_weight * tf.reduce_mean(losses.presence_bce_per_image(
+                labelled["agnostic"], label_batch["labels"]))
         cls_per_image = losses.multilabel_bce_per_image(labelled["logits"],
                                                         label_batch["labels"])
         if self.mask_labels_for_cls:

@@ -9,6 +9,9 @@ import tensorflow as tf
 from tss_keras.constants import VOID_LABEL
 
 
+PRESENCE_FRACTION = 0.05  # share of an image's pixels the presence loss treats as object
+
+
 def labels_from_mask(mask, num_classes):
     """Multi-hot foreground labels [B, K] from masks [B, H, W, 1] (0 and 255 dropped)."""
     mask = tf.cast(mask[..., 0], tf.int32)
@@ -39,6 +42,22 @@ def agnostic_bce_per_image(logits, mask):
     logits = tf.cast(logits, tf.float32)
     bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=foreground, logits=logits)
     return masked_mean_per_image(bce, valid)
+
+
+def presence_bce_per_image(logits, labels, fraction=PRESENCE_FRACTION):
+    """Per image: BCE of "an object is here" on the top ``fraction`` of agnostic logits.
+
+    Logits are [B, H, W, 1]. A multiple-instance loss for images with
+    image-level labels only: an image with at least one label holds an object,
+    so the mean of its most foreground-like pixels' logits should say
+    foreground. Images without a label give 0.
+    """
+    logits = tf.cast(logits, tf.float32)
+    flat = tf.reshape(logits, [tf.shape(logits)[0], -1])
+    count = tf.maximum(1, tf.cast(fraction * tf.cast(tf.shape(flat)[1], tf.float32), tf.int32))
+    top = tf.reduce_mean(tf.math.top_k(flat, k=count).values, axis=-1)
+    labelled = tf.cast(tf.reduce_max(labels, axis=-1) > 0, tf.float32)
+    return tf.nn.softplus(-top) * labelled
 
 
 def multilabel_bce_per_image(logits, labels):
