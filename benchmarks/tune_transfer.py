@@ -5,15 +5,16 @@ python benchmarks/tune_transfer.py --work_dir=/tmp/tss_label_transfer [--images=
 
 Reads the L-Nets that benchmarks/label_transfer.py trained (one per domain
 under --work_dir), computes each weak image's L-Net view once, then scores
-settings of the diffusion parameters on every domain: random draws from
-the search space below, or (``--search=neighbourhood``) the defaults and
-every setting that changes one parameter of them, repeated around each
-value of the ``--centre`` parameter (a parameter added since the defaults
-were chosen). The trial list is fixed before any score is seen, so the
-left-out domain never shapes it, at the L-Net's canonical image size (the final numbers come
-from benchmarks/label_transfer.py, at each image's own size). For each left-out domain it picks the setting with the best
-mean score over the other domains and reports its score on the left-out one;
-it also reports the setting best over all domains (the candidate default),
+settings of the diffusion parameters on every domain, at the L-Net's
+canonical image size (the final numbers come from
+benchmarks/label_transfer.py, at each image's own size). The settings are
+random draws from the search space below, or (``--search=neighbourhood``)
+the defaults and every setting that changes one parameter of them, repeated
+around each value of the ``--centre`` parameter (one added since the
+defaults were chosen); either list is fixed before any score is seen, so a
+left-out domain never shapes it. For each left-out domain it picks the
+setting with the best mean score over the other domains and reports its
+score on the left-out one; it also reports the setting best over all domains (the candidate default),
 and what self-calibration picks per domain from its own held-out strong
 images. Scores: weak-class mIoU with void pseudo-labels counted as
 background, and coverage. Writes <work_dir>/tune_transfer.json.

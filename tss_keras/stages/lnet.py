@@ -72,8 +72,8 @@ class LNetStage(Stage):
 
     name = "lnet"
     settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_image_size",
-                                   "lnet_cam_pixel_weight", "lnet_presence_weight", "calibrate",
-                                   "calibration_images")
+                                   "lnet_cam_pixel_weight", "lnet_presence_weight",
+                                   "calibrate", "calibration_images")
 
     def upstream(self, config):
         return "data"
