@@ -16,8 +16,8 @@ left-out domain never shapes it. For each left-out domain it picks the
 setting with the best mean score over the other domains and reports its
 score on the left-out one; it also reports the setting best over all
 domains (the candidate default), and what self-calibration picks per domain
-from its own held-out strong images. Scores: weak-class mIoU with void pseudo-labels counted as
-background, and coverage. Writes <work_dir>/tune_transfer.json.
+from its own held-out strong images. Scores: weak-class mIoU with void
+pseudo-labels counted as background, and coverage. Writes <work_dir>/tune_transfer.json.
 """
 
 import argparse
