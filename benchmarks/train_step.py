@@ -13,8 +13,9 @@ timing a large matmul in the same run. A step's FLOPs are 3x the forward
 FLOPs of every network pass in it (forward + backward, the usual
 convention), counted by TF's cost model on each network's forward graph. The
 traced training step graph is not counted: the cost model over-counts it
-(1.8x this count for the supervised step, and shares above 100 % of peak). It also times the supervised step through Keras ``fit`` on the same
-data, against the loop. Prints one JSON object.
+(1.8x this count for the supervised step, and shares above 100 % of peak).
+It also times the supervised step through Keras ``fit`` on the same data,
+against the loop. Prints one JSON object.
 """
 
 import argparse

@@ -90,11 +90,16 @@ def neighbourhood_trials(default, centre):
             if name != centre:
                 trials += [dataclasses.replace(base, **{name: v}) for v in values
                            if v != getattr(base, name)]
-    unique = []
-    for params in trials:
-        if params not in unique:
-            unique.append(params)
-    return unique
+    return list(dict.fromkeys(trials))  # DiffusionParams is frozen, so hashable
+
+
+def random_trials(default, count, rng):
+    """The defaults, the defaults without diffusion, and random draws from SPACE: ``count`` in all."""
+    trials = [default, dataclasses.replace(default, iterations=0)]
+    while len(trials) < count:
+        choice = {k: values[rng.integers(len(values))] for k, values in SPACE.items()}
+        trials.append(dataclasses.replace(default, **choice))
+    return trials
 
 
 def score(domain_data, params):
@@ -135,12 +140,10 @@ def main():
     domains = DOMAIN_NAMES if args.domains == "all" else tuple(args.domains.split(","))
     data = {d: load_domain(args.work_dir, d, args.images, rng) for d in domains}
     default = DiffusionConfig().params()
-    trials = [default, dataclasses.replace(default, iterations=0)]
     if args.search == "neighbourhood":
         trials = neighbourhood_trials(default, args.centre)
-    while args.search == "random" and len(trials) < args.trials:
-        choice = {k: values[rng.integers(len(values))] for k, values in SPACE.items()}
-        trials.append(dataclasses.replace(default, **choice))
+    else:
+        trials = random_trials(default, args.trials, rng)
     table = []
     for i, params in enumerate(trials):
         row = {"params": dataclasses.asdict(params),

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tss_keras.constants import VOID_LABEL
 from tss_keras.data.palette import save_palette_png
-from tss_keras.files import atomic_write, write_json
+from tss_keras.files import atomic_write, write_json, write_text
 
 # name, shape, base hue (RGB), texture
 MAIN_CATEGORIES = (
@@ -191,10 +191,9 @@ def write_voc_set(out_dir, prefix, split_sizes, render, class_names, meta):
             atomic_write(jpg, lambda tmp, im=image: Image.fromarray(im).save(tmp, "JPEG", quality=92))
             save_palette_png(os.path.join(out_dir, "SegmentationClass", image_id + ".png"), mask)
             ids.append(image_id)
-        with open(os.path.join(out_dir, "ImageSets", "Segmentation", f"{split}.txt"), "w") as f:
-            f.write("\n".join(ids) + "\n")
-    with open(os.path.join(out_dir, "class_names.txt"), "w") as f:
-        f.write("\n".join(class_names) + "\n")
+        write_text(os.path.join(out_dir, "ImageSets", "Segmentation", f"{split}.txt"),
+                   "\n".join(ids) + "\n")
+    write_text(os.path.join(out_dir, "class_names.txt"), "\n".join(class_names) + "\n")
     summary = {**meta, "num_images": index, "class_names": list(class_names)}
     write_json(os.path.join(out_dir, "synthetic.json"), summary)
     return {"out_dir": out_dir, **summary}
