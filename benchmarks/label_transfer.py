@@ -117,8 +117,7 @@ def time_case(backbone, size, repeats=5):
     labels = np.zeros((1, 20), np.float32)
     labels[0, [3, 11]] = 1
     start = time.perf_counter()
-    transfer = LabelTransfer(lnet, 21, config.params(), size, config.diffusion_grid,
-                             config.diffusion_feature_dims)
+    transfer = LabelTransfer.from_config(lnet, 21, config, size)
     transfer.labels(transfer.view([image]), labels, [(size, size)])
     first_label = time.perf_counter() - start
     start = time.perf_counter()

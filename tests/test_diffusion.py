@@ -315,3 +315,52 @@ def test_prototypes_tell_apart_classes_the_cams_cannot(tmp_path):
     without = LabelTransfer(_FeatureLNet(name="feature_lnet2"), 3,
                             dataclasses.replace(params, prototype_weight=0.0), 48, 48)(both, labels)
     assert min((without[right] == 1).mean(), (without[left] == 2).mean()) < 0.6
+
+
+class _LeftSightedLNet(keras.Model):
+    """Sees objects (green) in the left half of its input only; its logits are the input height."""
+
+    def call(self, images, training=False):
+        width = tf.shape(images)[2]
+        left = tf.cast(tf.range(width) < width // 2, tf.float32)[None, None, :, None]
+        seen = images[..., 1:2] / 255.0 * left
+        cam = tf.nn.avg_pool2d(tf.concat([seen, seen], -1), 4, 4, "SAME")
+        height = tf.cast(tf.shape(images)[1], tf.float32)
+        return {"agnostic": 20.0 * (seen - 0.5), "cam": cam,
+                "logits": height * tf.ones([tf.shape(images)[0], 2]),
+                "features": tf.nn.avg_pool2d(images, 4, 4, "SAME")}
+
+
+def _right_side_object():
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[12:36, 30:42, 1] = 255
+    return image
+
+
+def test_flip_averages_the_lnet_over_the_mirrored_image():
+    image = _right_side_object()
+    lnet = _LeftSightedLNet(name="left_sighted")
+    params = DiffusionParams()
+    plain = LabelTransfer(lnet, 3, params, image_size=48, grid=48).view([image])
+    flipped = LabelTransfer(lnet, 3, params, image_size=48, grid=48, flip=True).view([image])
+    outputs, mirrored = lnet(image[None].astype(np.float32)), lnet(image[None, :, ::-1].astype(
+        np.float32))
+    expected = (tf.sigmoid(outputs["agnostic"]) + tf.sigmoid(mirrored["agnostic"])[:, :, ::-1]) / 2
+    np.testing.assert_allclose(flipped.foreground.numpy(), expected.numpy(), atol=1e-5)
+    object_pixels = image[..., 1] > 0
+    assert plain.foreground.numpy()[0, ..., 0][object_pixels].max() < 0.01  # unseen unflipped
+    assert flipped.foreground.numpy()[0, ..., 0][object_pixels].min() > 0.45
+    np.testing.assert_allclose(flipped.cams.numpy(), (outputs["cam"] + mirrored["cam"][:, :, ::-1])
+                               .numpy() / 2, atol=1e-5)
+
+
+def test_scales_average_the_lnet_at_each_input_scale():
+    image = _right_side_object()
+    transfer = LabelTransfer(_LeftSightedLNet(name="left_sighted2"), 3, DiffusionParams(),
+                             image_size=48, grid=48, scales=(1.0, 2.0))
+    view = transfer.view([image])
+    np.testing.assert_allclose(view.logits.numpy(), [[72.0, 72.0]])  # mean of heights 48, 96
+    assert view.images.shape[1:3] == (48, 48) and view.foreground.shape[1:3] == (48, 48)
+    assert view.cams.shape[1:3] == (12, 12) and view.features.shape[1:3] == (12, 12)
+    label = transfer(image, np.array([1.0, 0.0], np.float32))
+    assert label.shape == (48, 48)

@@ -151,6 +151,11 @@ class DiffusionConfig:
     diffusion_presence: float = setting(
         1.0, "Rescale the agnostic map of a labelled image towards a peak of 1 (M / max(M) ** "
              "presence): the labels say an object is there (0: the map as it is).")
+    transfer_scales: Tuple[float, ...] = setting(
+        (1.0,), "Input scales (relative to --lnet_image_size) over which label transfer "
+                "averages the L-Net's agnostic map, CAMs and classifier scores.")
+    transfer_flip: bool = setting(
+        False, "Label transfer also averages the L-Net's outputs over the mirrored image.")
     calibrate: bool = setting(
         False, "Choose the diffusion settings on strong images held out of L-Net training "
               "(label transfer run on them as if they were weak); off: use the values above.")

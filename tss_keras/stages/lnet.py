@@ -162,9 +162,7 @@ class LNetStage(Stage):
             context.say(f"L-Net classifier mAP not measured: {e}")
             records = []
         records = [r for r in records if r.labels][:SUMMARY_IMAGES]
-        transfer = LabelTransfer(lnet, num_classes, config.diffusion.params(), image_size,
-                                 config.diffusion.diffusion_grid,
-                                 config.diffusion.diffusion_feature_dims)
+        transfer = LabelTransfer.from_config(lnet, num_classes, config.diffusion, image_size)
         score, chance = classifier_map(transfer, records, num_classes) if records else (None, None)
         write_json(context.layout.lnet_summary, {
             "classifier_map": score, "chance_map": chance, "split": config.data.eval_split,

@@ -85,14 +85,20 @@ class LabelTransfer:
         image_size: the L-Net's canonical input size (long side, pixels).
         grid: cells along the long side of the diffusion grid.
         feature_dims: principal components of the L-Net features in the affinity.
+        scales: input scales (of the canonical size) whose agnostic maps, CAMs and
+            classifier logits are averaged; the affinity features come from scale 1.
+        flip: also average over the horizontally flipped image.
 
     Example:
         >>> transfer = LabelTransfer(lnet, 21, DiffusionParams(), image_size=321, grid=64)
         >>> label = transfer(image, multi_hot({8}, 21))   # uint8 [H, W], 255 void
     """
 
-    def __init__(self, lnet, num_classes, params, image_size, grid, feature_dims=8):
+    def __init__(self, lnet, num_classes, params, image_size, grid, feature_dims=8,
+                 scales=(1.0,), flip=False):
         self.lnet = lnet
+        self.scales = tuple(scales)
+        self.flip = flip
         self.num_classes = num_classes
         self.params = params
         self.image_size = image_size
@@ -102,15 +108,52 @@ class LabelTransfer:
         self._view = tf.function(self._compute_view, reduce_retracing=True)
         self._scores = {}
 
+    @classmethod
+    def from_config(cls, lnet, num_classes, diffusion, image_size):
+        """A LabelTransfer with a run's label-transfer settings (a ``DiffusionConfig``)."""
+        return cls(lnet, num_classes, diffusion.params(), image_size, diffusion.diffusion_grid,
+                   diffusion.diffusion_feature_dims, diffusion.transfer_scales,
+                   diffusion.transfer_flip)
+
     def set_prototypes(self, prototypes, valid):
         """Uses class prototypes [K+1, C'] (``class_prototypes``) for class evidence."""
         self.prototypes = (tf.constant(prototypes, tf.float32), tf.constant(valid, tf.bool))
 
     def _compute_view(self, images):
         outputs = self.lnet(images, training=False)
-        return View(images, tf.sigmoid(tf.cast(outputs["agnostic"], tf.float32)),
-                    tf.cast(outputs["cam"], tf.float32), tf.cast(outputs["logits"], tf.float32),
-                    outputs["features"])
+        foreground = tf.sigmoid(tf.cast(outputs["agnostic"], tf.float32))
+        cams = tf.cast(outputs["cam"], tf.float32)
+        logits = tf.cast(outputs["logits"], tf.float32)
+        if self.scales != (1.0,) or self.flip:
+            foreground, cams, logits = self._augmented(images, foreground, cams, logits)
+        return View(images, foreground, cams, logits, outputs["features"])
+
+    def _augmented(self, images, foreground, cams, logits):
+        """Agnostic map, CAMs and logits averaged over ``scales`` and the flip (at scale 1's sizes)."""
+        size, cam_size = tf.shape(foreground)[1:3], tf.shape(cams)[1:3]
+        totals, count = [0.0, 0.0, 0.0], 0
+        for scale in self.scales:
+            scaled = images
+            if scale != 1.0:
+                steps = tf.round(tf.cast(size, tf.float32) * scale / SIZE_STEP)
+                scaled = tf.image.resize(images, tf.cast(tf.maximum(steps, 1.0), tf.int32)
+                                         * SIZE_STEP, antialias=True)
+            for flipped in ((False, True) if self.flip else (False,)):
+                if scale == 1.0 and not flipped:
+                    outputs = (foreground, cams, logits)  # already computed
+                else:
+                    raw = self.lnet(tf.reverse(scaled, [2]) if flipped else scaled,
+                                    training=False)
+                    outputs = (tf.sigmoid(tf.cast(raw["agnostic"], tf.float32)),
+                               tf.cast(raw["cam"], tf.float32), tf.cast(raw["logits"], tf.float32))
+                    if flipped:
+                        outputs = (tf.reverse(outputs[0], [2]), tf.reverse(outputs[1], [2]),
+                                   outputs[2])
+                    outputs = (tf.image.resize(outputs[0], size),
+                               tf.image.resize(outputs[1], cam_size), outputs[2])
+                totals = [t + o for t, o in zip(totals, outputs)]
+                count += 1
+        return tuple(t / count for t in totals)
 
     def view(self, images):
         """The L-Net's view of images (uint8 or float RGB), each [H, W, 3], all of one canonical size.
@@ -175,10 +218,8 @@ def load_label_transfer(layout, config, training_set, held_out=(), verbose=False
 
     lnet = keras.saving.load_model(layout.lnet_model, safe_mode=True)
     sizes = LNetInput.read(layout.lnet_input)
-    diffusion = config.diffusion
-    transfer = LabelTransfer(lnet, training_set.num_classes, diffusion.params(),
-                             sizes.image_size, diffusion.diffusion_grid,
-                             diffusion.diffusion_feature_dims)
+    transfer = LabelTransfer.from_config(lnet, training_set.num_classes, config.diffusion,
+                                         sizes.image_size)
     strong = [r for r in training_set.records if r.mask_path is not None
               and r.image_id in {e.image_id for e in training_set.pools.strong}
               and r.image_id not in set(held_out)]
