@@ -131,7 +131,7 @@ class DiffusionConfig:
     diffusion_radius: int = setting(5, "Neighbourhood radius in grid cells.")
     diffusion_iterations: int = setting(10, "Random-walk steps (0 switches diffusion off).")
     diffusion_anchor: float = setting(
-        0.2, "Restart probability of the walk at its seeds (0: pure random walk).")
+        0.05, "Restart probability of the walk at its seeds (0: pure random walk).")
     diffusion_color_scale: float = setting(
         2.0, "Colour affinity scale, in units of the image's median neighbour colour distance.")
     diffusion_feature_scale: float = setting(
