@@ -52,6 +52,28 @@ def test_weak_stream_with_pseudo_labels(pools, class_names, tmp_path):
     assert set(np.unique(batch["mask"].numpy())) <= {4, 255}
 
 
+def test_weak_stream_voids_pseudo_labels_of_the_given_classes(pools, class_names, tmp_path):
+    from tss_keras.data.palette import save_palette_png
+    from tss_keras.data.voc import image_size
+
+    paths = []
+    for example in pools.weak:
+        height, width = image_size(example.image_path)
+        rows, cols = np.mgrid[0:height, 0:width] // 8
+        path = str(tmp_path / f"{example.image_id}.png")
+        save_palette_png(path, np.where((rows + cols) % 2 == 0, 1, 4).astype(np.uint8))
+        paths.append(path)
+    stream = dict(num_classes=len(class_names), crop_size=(40, 40), batch_size=4,
+                  pseudo_label_paths=paths, seed=0)
+    kept = next(iter(weak_dataset(pools.weak, **stream)))["mask"].numpy()
+    voided = next(iter(weak_dataset(pools.weak, void_pseudo_classes=(1,), **stream)))["mask"]
+    voided = voided.numpy()
+    assert (kept == 1).mean() > 0.3 and (kept == 4).mean() > 0.3
+    assert not (voided == 1).any()
+    np.testing.assert_array_equal(voided == 255, (kept == 1) | (kept == 255))
+    np.testing.assert_array_equal(voided[kept == 4], 4)
+
+
 def test_no_void_appears_inside_the_image_and_classes_survive():
     mask = _blocky_mask(void=False)
     image = np.zeros(mask.shape[:2] + (3,), np.uint8)

@@ -195,3 +195,27 @@ def test_xla_with_mixed_precision_on_cpu_is_a_clear_error(synth_dir, tmp_path):
     result = _run(synth_dir, str(tmp_path / "run"), "--stages=pnet", "--mixed_precision", "--xla")
     assert result.returncode != 0
     assert "--xla with --mixed_precision needs a GPU" in _error_line(result)
+
+
+@pytest.mark.parametrize("ignore", [True, False])
+def test_weak_stream_ignores_strong_class_pseudo_labels(transferred, ignore):
+    import dataclasses
+
+    from PIL import Image
+
+    from tss_keras.config import RunConfig
+    from tss_keras.data.training_set import load_training_set
+    from tss_keras.layout import RunLayout
+    from tss_keras.stages.pnet import pseudo_label_stream
+
+    config = RunConfig.read(transferred[0])
+    config.pnet = dataclasses.replace(config.pnet, weak_ignores_strong=ignore)
+    training_set = load_training_set(config.data, verbose=False)
+    weak = list(training_set.pools.weak)
+    paths = [RunLayout(transferred[0]).pseudo_label(e.image_id) for e in weak]
+    strong = sorted(training_set.class_split.strong)
+    written = np.concatenate([np.asarray(Image.open(p)).ravel() for p in paths])
+    assert np.isin(written, strong).any()  # transfer labelled strong objects in weak images
+    batch = next(iter(pseudo_label_stream(config, training_set, weak, paths, crop_size=(64, 64),
+                                          batch_size=len(weak), seed=0, shuffle=False)))
+    assert np.isin(batch["mask"].numpy(), strong).any() != ignore

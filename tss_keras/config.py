@@ -187,6 +187,9 @@ class PNetConfig:
     pnet_init: str = setting("backbone", "P-Net encoder start: --weights, or the trained L-Net's "
                                          "encoder.", choices=("backbone", "lnet"))
     weak_weight: float = setting(1.0, "Weight of the pseudo-label cross-entropy.")
+    weak_ignores_strong: bool = setting(
+        False, "The pseudo-label cross-entropy ignores pixels labelled with a strong class: "
+               "strong classes learn from their masks only.")
     lambda_adv: float = setting(0.01, "Weight of the adversarial loss on weak predictions "
                                       "(0: no discriminator).")
     d_lr: float = setting(1e-4, "Discriminator learning rate.")

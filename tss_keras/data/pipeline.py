@@ -230,14 +230,23 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
                             num_shards)
 
 
+def void_classes(mask, class_ids):
+    """``mask`` with the pixels of ``class_ids`` set to void (255)."""
+    if not class_ids:
+        return mask
+    hit = tf.reduce_any(tf.equal(mask[..., None], tf.constant(class_ids, mask.dtype)), axis=-1)
+    return tf.where(hit, tf.constant(VOID_LABEL, mask.dtype), mask)
+
+
 def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_paths=None,
                  min_scale=0.5, max_scale=2.0, shuffle=True, repeat=True, seed=None,
-                 shard_index=0, num_shards=1, base_size=None):
+                 shard_index=0, num_shards=1, base_size=None, void_pseudo_classes=()):
     """Training stream of the weak pool: images with image-level labels.
 
     Yields ``{"image", "labels": float32 [B, num_classes - 1] multi-hot}`` and, given
     ``pseudo_label_paths`` (one per example), ``"mask"`` with the pseudo-labels,
-    augmented like the strong stream. Without pseudo-labels (the L-Net's
+    augmented like the strong stream; pseudo-label pixels of
+    ``void_pseudo_classes`` (class ids) become void. Without pseudo-labels (the L-Net's
     classifier stream) every image is shown whole (``whole_image``), so its
     labels always describe what is in the batch. The weak examples carry no
     mask path, so nothing here can read a weak mask.
@@ -256,6 +265,7 @@ def weak_dataset(examples, num_classes, crop_size, batch_size, pseudo_label_path
                                 seed=element_seed)
             return {"image": image, "labels": label_vector}
         image, pseudo = decode_image_and_mask(image_path, pseudo_path, num_classes)
+        pseudo = void_classes(pseudo, tuple(void_pseudo_classes))
         image, (pseudo,) = augment(image, (pseudo,), crop_size, min_scale, max_scale,
                                    seed=element_seed)
         return {"image": image, "labels": label_vector, "mask": pseudo}

@@ -26,7 +26,18 @@ ADVERSARIAL_SETTINGS = ("d_lr", "d_filters", "d_with_image", "d_shuffle_classes"
                         "discriminator", "d_downsample", "lambda_semi", "semi_threshold")
 PNET_SETTINGS = ENCODER_SETTINGS + (
     "aspp_filters", "aspp_rates", "mode", "pnet_steps", "pnet_lr", "pnet_init", "weak_weight",
-    "lambda_adv") + ADVERSARIAL_SETTINGS
+    "weak_ignores_strong", "lambda_adv") + ADVERSARIAL_SETTINGS
+
+
+def pseudo_label_stream(config, training_set, examples, pseudo_paths, **stream):
+    """The weak pool's stream with its pseudo-labels, as the P-Net trains on it.
+
+    With ``--weak_ignores_strong`` the pixels labelled with a strong class are
+    void: strong classes learn from their masks in the strong stream only.
+    """
+    ignored = sorted(training_set.class_split.strong) if config.pnet.weak_ignores_strong else ()
+    return weak_dataset(examples, training_set.num_classes, pseudo_label_paths=pseudo_paths,
+                        void_pseudo_classes=ignored, **stream)
 
 
 def _as_strong(records):
@@ -43,7 +54,8 @@ class PNetStage(Stage):
     def depends_on(self, config):
         p = config.pnet
         if p.mode == "full":
-            return tuple(s for s in self.settings if s not in ADVERSARIAL_SETTINGS + ("lambda_adv",))
+            return tuple(s for s in self.settings
+                         if s not in ADVERSARIAL_SETTINGS + ("lambda_adv", "weak_ignores_strong"))
         if p.lambda_adv == 0:
             return tuple(s for s in self.settings if s not in ADVERSARIAL_SETTINGS)
         return self.settings
@@ -123,8 +135,8 @@ class PNetStage(Stage):
             if pseudo_paths is None:
                 return strong_dataset(second, num_classes, shard_index=shard_index,
                                       num_shards=num_shards, **{**stream, "seed": stream["seed"] + 7})
-            return weak_dataset(second, num_classes, pseudo_label_paths=pseudo_paths,
-                                shard_index=shard_index, num_shards=num_shards, **stream)
+            return pseudo_label_stream(config, training_set, second, pseudo_paths,
+                                       shard_index=shard_index, num_shards=num_shards, **stream)
 
         def make_stream(shard_index, num_shards):
             if first is None:
