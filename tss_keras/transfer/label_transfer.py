@@ -119,14 +119,23 @@ class LabelTransfer:
         """Uses class prototypes [K+1, C'] (``class_prototypes``) for class evidence."""
         self.prototypes = (tf.constant(prototypes, tf.float32), tf.constant(valid, tf.bool))
 
+    def _outputs(self, images, flipped=False):
+        """(foreground probability, CAMs, logits, features) of one L-Net pass, float32 maps.
+
+        A ``flipped`` pass sees the mirrored images; its maps are mirrored back.
+        """
+        raw = self.lnet(tf.reverse(images, [2]) if flipped else images, training=False)
+        foreground = tf.sigmoid(tf.cast(raw["agnostic"], tf.float32))
+        cams = tf.cast(raw["cam"], tf.float32)
+        if flipped:
+            foreground, cams = tf.reverse(foreground, [2]), tf.reverse(cams, [2])
+        return foreground, cams, tf.cast(raw["logits"], tf.float32), raw["features"]
+
     def _compute_view(self, images):
-        outputs = self.lnet(images, training=False)
-        foreground = tf.sigmoid(tf.cast(outputs["agnostic"], tf.float32))
-        cams = tf.cast(outputs["cam"], tf.float32)
-        logits = tf.cast(outputs["logits"], tf.float32)
+        foreground, cams, logits, features = self._outputs(images)
         if self.scales != (1.0,) or self.flip:
             foreground, cams, logits = self._augmented(images, foreground, cams, logits)
-        return View(images, foreground, cams, logits, outputs["features"])
+        return View(images, foreground, cams, logits, features)
 
     def _augmented(self, images, foreground, cams, logits):
         """Agnostic map, CAMs and logits averaged over ``scales`` and the flip (at scale 1's sizes)."""
@@ -135,23 +144,17 @@ class LabelTransfer:
         for scale in self.scales:
             scaled = images
             if scale != 1.0:
-                steps = tf.round(tf.cast(size, tf.float32) * scale / SIZE_STEP)
-                scaled = tf.image.resize(images, tf.cast(tf.maximum(steps, 1.0), tf.int32)
-                                         * SIZE_STEP, antialias=True)
+                steps = tf.maximum(tf.round(tf.cast(size, tf.float32) * scale / SIZE_STEP), 1.0)
+                scaled = tf.image.resize(images, tf.cast(steps, tf.int32) * SIZE_STEP,
+                                         antialias=True)
             for flipped in ((False, True) if self.flip else (False,)):
                 if scale == 1.0 and not flipped:
-                    outputs = (foreground, cams, logits)  # already computed
+                    outputs = (foreground, cams, logits)  # the pass _compute_view made
                 else:
-                    raw = self.lnet(tf.reverse(scaled, [2]) if flipped else scaled,
-                                    training=False)
-                    outputs = (tf.sigmoid(tf.cast(raw["agnostic"], tf.float32)),
-                               tf.cast(raw["cam"], tf.float32), tf.cast(raw["logits"], tf.float32))
-                    if flipped:
-                        outputs = (tf.reverse(outputs[0], [2]), tf.reverse(outputs[1], [2]),
-                                   outputs[2])
-                    outputs = (tf.image.resize(outputs[0], size),
-                               tf.image.resize(outputs[1], cam_size), outputs[2])
-                totals = [t + o for t, o in zip(totals, outputs)]
+                    outputs = self._outputs(scaled, flipped)
+                totals = [totals[0] + tf.image.resize(outputs[0], size),
+                          totals[1] + tf.image.resize(outputs[1], cam_size),
+                          totals[2] + outputs[2]]
                 count += 1
         return tuple(t / count for t in totals)
 
