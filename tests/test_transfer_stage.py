@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -181,16 +182,23 @@ def test_changed_settings_are_refused_then_redone_with_overwrite(transferred_cop
     assert again.returncode == 0 and "done already" in again.stdout
 
 
-def test_training_stops_at_exactly_the_requested_step(synth_dir, tmp_path):
+def test_training_stops_at_exactly_the_requested_step_with_the_requested_head(synth_dir,
+                                                                              tmp_path):
     model_dir = str(tmp_path / "run")
     result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=data,lnet",
-                                                "--lnet_steps=5", "--checkpoint_every=2"))
+                                                "--lnet_steps=5", "--checkpoint_every=2",
+                                                "--lnet_head_channels=12"))
     assert result.returncode == 0, result.stderr[-2000:]
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "lnet", "checkpoints"))
     assert latest.endswith("ckpt-5")
     reader = tf.train.load_checkpoint(latest)
     assert int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == 5
     assert "lnet 5/5 steps" in result.stdout
+    import tss_keras.models  # noqa: F401  (registers the L-Net's layers)
+
+    lnet = keras.saving.load_model(os.path.join(model_dir, "lnet", "lnet.keras"), safe_mode=True)
+    hidden = lnet.get_layer("agnostic_head").hidden_layers[0]
+    assert hidden.filters == 12
 
 
 def test_synthetic_data_flag_writes_the_set_once(tmp_path):

@@ -110,6 +110,7 @@ class LNetConfig:
     lnet_presence_weight: float = setting(
         1.0, "Weight of a loss that teaches the agnostic head from image labels: in an image "
              "with a label, its most foreground-like 5 % of pixels are foreground (0: off).")
+    lnet_head_channels: int = setting(128, "Hidden channels of the L-Net's agnostic head.")
     lnet_image_size: int = setting(
         0, "Long side (pixels) every image is resized to for the L-Net's agnostic map, in "
            "training and in label transfer; 0: the median long side of the training images.")

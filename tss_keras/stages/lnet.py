@@ -71,8 +71,8 @@ class LNetStage(Stage):
     """Trains the L-Net: agnostic head on masks, CAM classifier on every image's labels."""
 
     name = "lnet"
-    settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_image_size",
-                                   "lnet_cam_pixel_weight", "lnet_presence_weight",
+    settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_head_channels",
+                                   "lnet_image_size", "lnet_cam_pixel_weight", "lnet_presence_weight",
                                    "calibrate", "calibration_images")
 
     def upstream(self, config):
@@ -121,7 +121,8 @@ class LNetStage(Stage):
         with strategy.scope(), dtype_policy_scope(mixed):
             encoder = build_encoder(config.model.backbone, config.model.output_stride,
                                     config.model.weights, sync_bn=config.model.sync_bn)
-            lnet = build_lnet(encoder, num_classes, sync_bn=config.model.sync_bn)
+            lnet = build_lnet(encoder, num_classes, head_channels=config.lnet.lnet_head_channels,
+                              sync_bn=config.model.sync_bn)
             trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes,
                                   cam_pixel_weight=config.lnet.lnet_cam_pixel_weight,
                                   presence_weight=config.lnet.lnet_presence_weight,
