@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras
-from tss_keras.models.layers import ASPP, ConvHead, Preprocess, ResizeLike
+from tss_keras.models.layers import ASPP, ConvHead, LogSumExpPooling, Preprocess, ResizeLike
 
 
 def assert_round_trips(layer, inputs, tmp_path):
@@ -41,9 +41,20 @@ FEATURES = RNG.normal(size=(2, 8, 10, 6)).astype(np.float32)
     (ASPP(8, (1, 2), dropout=0.0, name="aspp"), FEATURES),
     (ConvHead(3, hidden=4, name="head_hidden"), FEATURES),
     (ConvHead(2, hidden=0, use_bias=False, name="head_plain"), FEATURES),
+    (LogSumExpPooling(3.0, name="lse"), FEATURES),
 ])
 def test_custom_layer_round_trips(layer, inputs, tmp_path):
     assert_round_trips(layer, inputs, tmp_path)
+
+
+def test_log_sum_exp_pooling_goes_from_the_mean_to_the_max_with_its_sharpness():
+    def pooled(sharpness):
+        return keras.ops.convert_to_numpy(LogSumExpPooling(sharpness)(FEATURES))
+
+    exact = np.log(np.mean(np.exp(2.0 * FEATURES), axis=(1, 2))) / 2.0
+    np.testing.assert_allclose(pooled(2.0), exact, rtol=1e-5)
+    np.testing.assert_allclose(pooled(1e-3), FEATURES.mean(axis=(1, 2)), atol=1e-2)
+    np.testing.assert_allclose(pooled(1e3), FEATURES.max(axis=(1, 2)), atol=1e-2)
 
 
 def test_round_trip_check_notices_a_lost_setting(tmp_path):

@@ -10,7 +10,7 @@ import tensorflow as tf
 from loop_helpers import run_loop, weights
 
 from tss_keras.models.encoder import build_encoder
-from tss_keras.models.lnet import build_lnet
+from tss_keras.models.lnet import LSE_SHARPNESS, build_lnet
 from tss_keras.training.optimizers import make_optimizer
 from tss_keras.training.lnet_model import LNetTrainer
 
@@ -22,6 +22,16 @@ def test_lnet_outputs():
     assert out["cam"].shape == (2, 8, 6, 6)
     assert out["logits"].shape == (2, 6)
     np.testing.assert_allclose(out["logits"], tf.reduce_mean(out["cam"], [1, 2]), rtol=1e-5)
+
+
+def test_lse_pooling_makes_the_logits_the_log_sum_exp_of_the_cams():
+    lnet = build_lnet(build_encoder("tiny", 8), num_classes=7, cam_pooling="lse")
+    out = lnet(np.random.default_rng(0).uniform(0, 255, (2, 64, 48, 3)).astype(np.float32))
+    cam, logits = out["cam"], out["logits"]
+    r = LSE_SHARPNESS
+    expected = (tf.reduce_logsumexp(r * cam, [1, 2]) - np.log(8 * 6)) / r
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits, tf.reduce_mean(cam, [1, 2]), atol=1e-4)
 
 
 def test_keras_file_loads_with_safe_mode_in_fresh_process(tmp_path):

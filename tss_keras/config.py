@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 from tss_keras.errors import DataError, UsageError
 from tss_keras.exporting.tflite import QUANTIZATIONS as TFLITE_QUANTIZATIONS
 from tss_keras.models.encoder import BACKBONES, OUTPUT_STRIDES
+from tss_keras.models.lnet import CAM_POOLINGS
 from tss_keras.training.adversarial import DESIGNS
 from tss_keras.training.distribute import STRATEGIES
 from tss_keras.transfer.diffusion import FEATURE_SOURCES
@@ -111,6 +112,9 @@ class LNetConfig:
         1.0, "Weight of a loss that teaches the agnostic head from image labels: in an image "
              "with a label, its most foreground-like 5 % of pixels are foreground (0: off).")
     lnet_head_channels: int = setting(128, "Hidden channels of the L-Net's agnostic head.")
+    lnet_cam_pooling: str = setting(
+        "avg", "How the CAMs pool to the classifier's logits: avg (global average) or lse "
+               "(log-sum-exp, between average and max).", choices=CAM_POOLINGS)
     lnet_image_size: int = setting(
         0, "Long side (pixels) every image is resized to for the L-Net's agnostic map, in "
            "training and in label transfer; 0: the median long side of the training images.")

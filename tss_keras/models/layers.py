@@ -64,6 +64,36 @@ class ResizeLike(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class LogSumExpPooling(keras.layers.Layer):
+    """Global log-sum-exp pooling of maps [B, h, w, C] to [B, C].
+
+    ``(1 / r) log(mean(exp(r x)))`` over the positions: the mean for r -> 0,
+    the max for r -> infinity (Pinheiro & Collobert, CVPR 2015). A class map
+    needs to be high only where its class is, rather than everywhere as
+    under average pooling, so a small object can still score.
+
+    Args:
+        sharpness: r.
+    """
+
+    def __init__(self, sharpness=5.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sharpness = sharpness
+
+    def call(self, maps):
+        values = tf.cast(maps, tf.float32) * self.sharpness
+        positions = tf.cast(tf.shape(maps)[1] * tf.shape(maps)[2], tf.float32)
+        pooled = (tf.reduce_logsumexp(values, axis=[1, 2]) - tf.math.log(positions))
+        return tf.cast(pooled / self.sharpness, maps.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "sharpness": self.sharpness}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class ASPP(keras.layers.Layer):
     """Atrous spatial pyramid pooling (DeepLab v3) with image pooling.
 

@@ -2,17 +2,22 @@
 
 import keras
 
-from tss_keras.models.layers import ConvHead, ResizeLike
+from tss_keras.models.layers import ConvHead, LogSumExpPooling, ResizeLike
+
+CAM_POOLINGS = ("avg", "lse")
+LSE_SHARPNESS = 5.0
 
 
-def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, name="lnet"):
+def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, cam_pooling="avg",
+               name="lnet"):
     """Builds the L-Net functional model on a shared encoder.
 
     The class-agnostic head gives one foreground logit per pixel, trained on
     strong-pool masks with all foreground classes merged. The classification
     head is a 1x1 conv score map per foreground class (the CAM); its global
-    average is the image's multi-label logit *(choice: CAM = classifier map,
-    so CAMs need no extra pass)*.
+    average (or, with ``cam_pooling="lse"``, its log-sum-exp pooling, which
+    lets a class score from a small region) is the image's multi-label logit
+    *(choice: CAM = classifier map, so CAMs need no extra pass)*.
 
     Args:
         encoder: a model from ``build_encoder``.
@@ -20,6 +25,8 @@ def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, name="lne
         head_channels: hidden channels of the agnostic head.
         sync_bn: synchronised batch norm in the agnostic head (the encoder
             takes its own ``sync_bn``).
+        cam_pooling: ``"avg"`` or ``"lse"`` (sharpness ``LSE_SHARPNESS``): how
+            the CAMs pool to the image's logits.
 
     Returns:
         A model: image [B, H, W, 3] RGB 0..255 -> dict with ``agnostic``
@@ -34,6 +41,11 @@ def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, name="lne
     agnostic = ConvHead(1, hidden=head_channels, sync_bn=sync_bn, name="agnostic_head")(features)
     agnostic = ResizeLike(name="agnostic_resize")([agnostic, image])
     cam = ConvHead(num_classes - 1, hidden=0, name="cam_head")(features)
-    logits = keras.layers.GlobalAveragePooling2D(name="cam_pool")(cam)
+    if cam_pooling not in CAM_POOLINGS:
+        raise ValueError(f"--lnet_cam_pooling: {cam_pooling!r} is not one of {CAM_POOLINGS}")
+    if cam_pooling == "lse":
+        logits = LogSumExpPooling(LSE_SHARPNESS, name="cam_pool")(cam)
+    else:
+        logits = keras.layers.GlobalAveragePooling2D(name="cam_pool")(cam)
     return keras.Model(image, {"agnostic": agnostic, "cam": cam, "logits": logits,
                                "features": features}, name=name)

@@ -72,8 +72,8 @@ class LNetStage(Stage):
 
     name = "lnet"
     settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_head_channels",
-                                   "lnet_image_size", "lnet_cam_pixel_weight", "lnet_presence_weight",
-                                   "calibrate", "calibration_images")
+                                   "lnet_cam_pooling", "lnet_image_size", "lnet_cam_pixel_weight",
+                                   "lnet_presence_weight", "calibrate", "calibration_images")
 
     def upstream(self, config):
         return "data"
@@ -122,7 +122,8 @@ class LNetStage(Stage):
             encoder = build_encoder(config.model.backbone, config.model.output_stride,
                                     config.model.weights, sync_bn=config.model.sync_bn)
             lnet = build_lnet(encoder, num_classes, head_channels=config.lnet.lnet_head_channels,
-                              sync_bn=config.model.sync_bn)
+                              sync_bn=config.model.sync_bn,
+                              cam_pooling=config.lnet.lnet_cam_pooling)
             trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes,
                                   cam_pixel_weight=config.lnet.lnet_cam_pixel_weight,
                                   presence_weight=config.lnet.lnet_presence_weight,
