@@ -42,6 +42,7 @@ SPACE = {
     "cam_power": (1.0, 2.0),
     "prototype_weight": (0.0, 0.5, 0.8, 1.0),
     "presence": (0.0, 0.5, 1.0),
+    "color_model": (0.0, 0.25, 0.5, 0.75, 1.0),
     "confidence": (0.3, 0.4, 0.5, 0.6),
 }
 MIN_COVERAGE = 0.85

@@ -80,6 +80,37 @@ def test_presence_finds_an_object_the_agnostic_map_only_hints_at():
     assert (scaled[1] == 0).all()
 
 
+def test_color_model_clears_a_hole_the_coarse_map_blurred_over():
+    """A ring whose hole shows the background colour: the coarse map calls the hole foreground,
+    the image's own colour histograms call it background."""
+    size = 32
+    images = np.zeros((1, size, size, 3), np.float32)
+    images[...] = (40, 120, 40)  # green background
+    yy, xx = np.mgrid[:size, :size]
+    radius = np.hypot(yy - 16, xx - 16)
+    ring = (radius >= 5) & (radius < 10)
+    hole = radius < 5
+    images[0][ring] = (200, 40, 200)  # purple ring
+    fg = np.where(ring, 0.9, np.where(hole, 0.7, 0.05))  # the hole blurred over, as at stride 8
+    fg = fg.astype(np.float32)[None, ..., None]
+    cams = np.zeros((1, 8, 8, 5), np.float32)
+    feats = np.zeros((1, 8, 8, 4), np.float32)
+    labels = np.array([[0, 1, 0, 0, 0]], np.float32)
+    params = DiffusionParams(iterations=0, cam_weight=0.0, confidence=0.0)
+
+    def pseudo(color_model):
+        scores = transfer_scores(images, fg, cams, labels, feats,
+                                 dataclasses.replace(params, color_model=color_model),
+                                 (size, size))
+        return scores_to_labels(scores, labels).numpy()[0]
+
+    assert (pseudo(0.0)[hole] == 2).all()
+    with_colour = pseudo(0.5)
+    assert (with_colour[hole] == 0).all()
+    assert (with_colour[ring] == 2).all()
+    assert (with_colour[radius >= 12] == 0).all()
+
+
 def test_constant_affinity_spreads_evenly():
     radius = 1
     guide = np.ones((1, 7, 7, 3), np.float32)

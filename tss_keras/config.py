@@ -156,6 +156,9 @@ class DiffusionConfig:
     diffusion_presence: float = setting(
         1.0, "Rescale the agnostic map of a labelled image towards a peak of 1 (M / max(M) ** "
              "presence): the labels say an object is there (0: the map as it is).")
+    diffusion_color_model: float = setting(
+        0.0, "How much the image's own colour histograms (foreground against background) "
+             "correct the foreground evidence before diffusion (0: not at all).")
     transfer_scales: Tuple[float, ...] = setting(
         (1.0,), "Input scales (relative to --lnet_image_size) over which label transfer "
                 "averages the L-Net's agnostic map, CAMs and classifier scores.")
@@ -178,7 +181,7 @@ class DiffusionConfig:
             feature_scale=self.diffusion_feature_scale, features=self.diffusion_features,
             confidence=self.diffusion_confidence, cam_weight=self.diffusion_cam_weight,
             cam_power=self.diffusion_cam_power, prototype_weight=self.diffusion_prototype_weight,
-            presence=self.diffusion_presence)
+            presence=self.diffusion_presence, color_model=self.diffusion_color_model)
 
 
 @dataclasses.dataclass

@@ -26,6 +26,15 @@ to the image:
   (normalised to max 1) as a probabilistic OR, ``F = 1 - (1 - M)(1 - w
   max_k A_k)`` with ``w = cam_weight``, so an object the agnostic head
   misses can still be found by its class's CAM.
+- *(choice)* The image's own colours then correct F where it is coarse (the
+  L-Net's maps come from stride-8 features, so a ring's hole or a gap
+  between objects is blurred over): with ``color_model`` = c > 0, ``F <- (1
+  - c) F + c P(fg | colour)``, where P comes from colour histograms of the
+  image's foreground and background cells, each weighed by F (``bins``^3
+  bins; the mean of F is the prior), as GrabCut does with its colour
+  models. Unlike the walk below, it is not local: a hole's background
+  colour is recognised as background however far away the rest of the
+  background is.
 - Class evidence E_k is A_k, or with ``prototype_weight`` = b > 0, ``(1 - b)
   A_k + b S_k`` where S_k is a softmax over the image's labels of the
   pixel's feature similarity to each class's prototype (tss_keras.transfer.
@@ -64,6 +73,7 @@ class DiffusionParams:
     cam_power: float = 1.0
     prototype_weight: float = 0.0
     presence: float = 0.0
+    color_model: float = 0.0
 
     def __post_init__(self):
         if self.features not in FEATURE_SOURCES:
@@ -208,6 +218,30 @@ def presence_scaled(foreground, labels, presence):
     return tf.minimum(foreground * gain, 1.0)
 
 
+COLOR_BINS = 8  # per channel: 512 bins, a few cells each on a 64-cell grid
+
+
+def color_foreground(colour, foreground, bins=COLOR_BINS):
+    """Foreground probability [B, h, w, 1] of each cell from the image's own colour histograms.
+
+    The cells' colours (RGB 0..255, [B, h, w, 3]) fall into ``bins``^3
+    bins; the foreground and background histograms weigh each cell by
+    ``foreground`` and ``1 - foreground``; a cell's probability is Bayes'
+    rule with the image's mean foreground as prior.
+    """
+    levels = tf.cast(tf.clip_by_value(colour * (bins / 256.0), 0.0, bins - 1.0), tf.int32)
+    index = levels[..., 0] * bins * bins + levels[..., 1] * bins + levels[..., 2]
+    members = tf.one_hot(index, bins ** 3, dtype=tf.float32)  # [B, h, w, bins^3]
+    fg_hist = tf.reduce_sum(members * foreground, axis=[1, 2]) + 1e-3
+    bg_hist = tf.reduce_sum(members * (1.0 - foreground), axis=[1, 2]) + 1e-3
+    fg_hist /= tf.reduce_sum(fg_hist, axis=-1, keepdims=True)
+    bg_hist /= tf.reduce_sum(bg_hist, axis=-1, keepdims=True)
+    prior = tf.reduce_mean(foreground, axis=[1, 2, 3])[:, None, None]
+    fg_like = tf.gather(fg_hist, index, batch_dims=1) * prior
+    bg_like = tf.gather(bg_hist, index, batch_dims=1) * (1.0 - prior)
+    return (fg_like / (fg_like + bg_like))[..., None]
+
+
 def grid_size(height, width, cells):
     """(h, w) of a grid with ``cells`` on the image's long side, keeping its aspect."""
     scale = cells / max(height, width)
@@ -255,6 +289,8 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
                             method="bilinear")
     cam_evidence = tf.reduce_max(seeds, axis=-1, keepdims=True) * params.cam_weight
     fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
+    colour = tf.image.resize(tf.cast(images, tf.float32), grid, method="area")
+    fg = (1.0 - params.color_model) * fg + params.color_model * color_foreground(colour, fg)
     if prototypes is not None:
         share = prototype_share(features, prototypes, prototype_valid, labels, grid)
         has = tf.cast(tf.reduce_max(share, axis=[1, 2, 3], keepdims=True) > 0, tf.float32)
@@ -264,7 +300,6 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
     if not (isinstance(params.iterations, int) and params.iterations == 0):
         guides, scales = [], []
         if params.features in ("color", "both"):
-            colour = tf.image.resize(tf.cast(images, tf.float32), grid, method="area")
             guides.append(colour)
             scales.append(params.color_scale * tf.sqrt(median_neighbour_distance(colour)))
         if params.features in ("features", "both"):
