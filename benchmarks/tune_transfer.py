@@ -1,7 +1,8 @@
 """Leave-one-domain-out tuning of label transfer over trained domain runs.
 
 python benchmarks/tune_transfer.py --work_dir=/tmp/tss_label_transfer [--images=60]
-    [--search=random --trials=120 | --search=neighbourhood --centre=presence] [--seed=0]
+    [--search=random --trials=120 | --search=neighbourhood --centre=presence
+     | --search=grid --grid=cam_weight,color_model] [--seed=0]
 
 Reads the L-Nets that benchmarks/label_transfer.py trained (one per domain
 under --work_dir), computes each weak image's L-Net view once, then scores
@@ -11,7 +12,8 @@ benchmarks/label_transfer.py, at each image's own size). The settings are
 random draws from the search space below, or (``--search=neighbourhood``)
 the defaults and every setting that changes one parameter of them, repeated
 around each value of the ``--centre`` parameter (one added since the
-defaults were chosen); either list is fixed before any score is seen, so a
+defaults were chosen), or (``--search=grid``) every combination of the
+``--grid`` parameters' values, the rest at their defaults; each list is fixed before any score is seen, so a
 left-out domain never shapes it. For each left-out domain it picks the
 setting with the best mean score over the other domains and reports its
 score on the left-out one; it also reports the setting best over all
@@ -22,6 +24,7 @@ pseudo-labels counted as background, and coverage. Writes <work_dir>/tune_transf
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -38,7 +41,7 @@ SPACE = {
     "color_scale": (0.5, 1.0, 2.0, 4.0),
     "feature_scale": (0.5, 1.0, 2.0, 4.0),
     "features": ("color", "features", "both"),
-    "cam_weight": (0.0, 0.25, 0.5, 1.0),
+    "cam_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
     "cam_power": (1.0, 2.0),
     "prototype_weight": (0.0, 0.5, 0.8, 1.0),
     "presence": (0.0, 0.5, 1.0),
@@ -94,6 +97,13 @@ def neighbourhood_trials(default, centre):
     return list(dict.fromkeys(trials))  # DiffusionParams is frozen, so hashable
 
 
+def grid_trials(default, names):
+    """Every combination of the named parameters' values in SPACE, the rest at their defaults."""
+    combos = itertools.product(*(SPACE[name] for name in names))
+    return list(dict.fromkeys(dataclasses.replace(default, **dict(zip(names, values)))
+                              for values in combos))
+
+
 def random_trials(default, count, rng):
     """The defaults, the defaults without diffusion, and random draws from SPACE: ``count`` in all."""
     trials = [default, dataclasses.replace(default, iterations=0)]
@@ -127,11 +137,16 @@ def main():
     parser.add_argument("--images", type=int, default=60, help="weak images per domain")
     parser.add_argument("--trials", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--search", choices=("random", "neighbourhood"), default="random")
+    parser.add_argument("--search", choices=("random", "neighbourhood", "grid"), default="random")
     parser.add_argument("--centre", default="presence", choices=sorted(SPACE),
                         help="with --search=neighbourhood: the parameter whose every value "
                              "gets its own neighbourhood")
+    parser.add_argument("--grid", default="cam_weight,color_model",
+                        help="with --search=grid: comma-separated parameters of SPACE")
     args = parser.parse_args()
+    unknown = set(args.grid.split(",")) - set(SPACE)
+    if args.search == "grid" and unknown:
+        parser.error(f"--grid: {', '.join(sorted(unknown))} not in {', '.join(SPACE)}")
 
     from tss_keras.config import DiffusionConfig
     from tss_keras.data.domains import DOMAIN_NAMES
@@ -143,6 +158,8 @@ def main():
     default = DiffusionConfig().params()
     if args.search == "neighbourhood":
         trials = neighbourhood_trials(default, args.centre)
+    elif args.search == "grid":
+        trials = grid_trials(default, args.grid.split(","))
     else:
         trials = random_trials(default, args.trials, rng)
     table = []
