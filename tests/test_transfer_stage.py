@@ -182,21 +182,29 @@ def test_changed_settings_are_refused_then_redone_with_overwrite(transferred_cop
     assert again.returncode == 0 and "done already" in again.stdout
 
 
-def test_a_stage_made_before_a_flag_existed_counts_as_made_with_its_default(transferred_copy,
-                                                                           synth_dir):
+def test_a_stage_made_before_a_flag_existed_counts_as_made_with_the_old_behaviour(
+        transferred_copy, synth_dir):
     model_dir = transferred_copy
     path = os.path.join(model_dir, "stages.json")
-    recorded = json.load(open(path))
-    for settings in recorded.values():
-        settings.pop("lnet_head_channels", None)
-    with open(path, "w") as f:
-        json.dump(recorded, f)
+
+    def forget(setting):
+        recorded = json.load(open(path))
+        for settings in recorded.values():
+            settings.pop(setting, None)
+        with open(path, "w") as f:
+            json.dump(recorded, f)
+
+    forget("lnet_head_channels")  # its default, 128, is what the L-Net had before the flag
     default = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer"))
     assert default.returncode == 0 and "done already" in default.stdout, default.stderr[-2000:]
     other = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
                                                "--lnet_head_channels=64"))
     assert other.returncode == 1
-    assert "--lnet_head_channels: stage transfer" in other.stderr and "default 128" in other.stderr
+    assert "--lnet_head_channels: stage transfer" in other.stderr and "=128" in other.stderr
+    forget("diffusion_color_model")  # before the flag: no colour model, unlike its default
+    changed = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer"))
+    assert changed.returncode == 1
+    assert "--diffusion_color_model: stage transfer" in changed.stderr
 
 
 def test_training_stops_at_exactly_the_requested_step_with_the_requested_head(synth_dir,

@@ -12,7 +12,7 @@ import os
 
 import tensorflow as tf
 
-from tss_keras.config import STAGES, RunConfig
+from tss_keras.config import STAGES, VALUES_BEFORE_THEY_EXISTED
 from tss_keras.errors import UsageError
 from tss_keras.files import write_json
 from tss_keras.stages.base import StageContext
@@ -68,16 +68,12 @@ def _read_recorded(layout):
 
 def _changed(stage_name, old, new, model_dir):
     # A setting recorded but no longer depended on (e.g. the discriminator's, for a
-    # --mode=full run) is no change; one depended on but not recorded is, unless this run
-    # has its default: the stage was made before the flag existed, and a new flag's
-    # default is the behaviour from before it.
-    defaults = _flat_settings(RunConfig())
+    # --mode=full run) is no change; one depended on but not recorded is, unless the stage
+    # was made before the setting existed and this run has the value that did the same.
+    old = {**VALUES_BEFORE_THEY_EXISTED, **old}
     for key in sorted(new):
-        if key not in old and key in defaults and new.get(key) == defaults[key]:
-            continue
         if old.get(key) != new.get(key):
-            made = (f"{key}={old[key]!r}" if key in old else
-                    f"no {key} setting (older version; default {defaults.get(key)!r})")
+            made = (f"{key}={old[key]!r}" if key in old else f"no {key} setting")
             return UsageError(
                 f"--{key}: stage {stage_name} in {model_dir} was made with {made}, this run "
                 f"has {new.get(key)!r}; pass --overwrite to redo it (or use another --model_dir)")
