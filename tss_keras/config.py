@@ -24,6 +24,7 @@ from tss_keras.training.distribute import STRATEGIES
 from tss_keras.transfer.diffusion import FEATURE_SOURCES
 
 STAGES = ("data", "lnet", "transfer", "pnet", "eval", "export")
+EXPORT_FORMATS = ("saved_model", "tflite", "keras")
 
 # Settings added after runs existed, with the value that reproduces what a stage made before
 # the setting existed did (as in stages.json). Such a stage counts as made with this value; a
@@ -36,7 +37,6 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_cam_pooling": "avg",
     "diffusion_color_model": 0.0,
 }
-EXPORT_FORMATS = ("saved_model", "tflite", "keras")
 
 
 def setting(default, help, choices=None, required=False):  # noqa: A002 (absl's word)

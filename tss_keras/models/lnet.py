@@ -36,13 +36,13 @@ def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, cam_pooli
     Example:
         >>> lnet = build_lnet(build_encoder("tiny", 8), num_classes=7)
     """
+    if cam_pooling not in CAM_POOLINGS:
+        raise ValueError(f"--lnet_cam_pooling: {cam_pooling!r} is not one of {CAM_POOLINGS}")
     image = keras.Input((None, None, 3), name="image")
     features = encoder(image)
     agnostic = ConvHead(1, hidden=head_channels, sync_bn=sync_bn, name="agnostic_head")(features)
     agnostic = ResizeLike(name="agnostic_resize")([agnostic, image])
     cam = ConvHead(num_classes - 1, hidden=0, name="cam_head")(features)
-    if cam_pooling not in CAM_POOLINGS:
-        raise ValueError(f"--lnet_cam_pooling: {cam_pooling!r} is not one of {CAM_POOLINGS}")
     if cam_pooling == "lse":
         logits = LogSumExpPooling(LSE_SHARPNESS, name="cam_pool")(cam)
     else:
