@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from tss_keras.errors import DataError
 from tss_keras.data.pools import ClassSplit
@@ -97,3 +98,33 @@ def test_results_and_baseline_ratio(tmp_path):
     path.write_text(json.dumps(dict(baseline, class_names=["background", "x"])))
     with pytest.raises(DataError, match="another class list"):
         add_baseline_ratio(results, str(path))
+
+
+def test_lnet_health_reports_what_share_of_each_class_the_agnostic_map_finds(tmp_path):
+    from types import SimpleNamespace
+
+    from tss_keras.data.palette import save_palette_png
+    from tss_keras.transfer.evaluate import lnet_health
+
+    mask = np.zeros((20, 20), np.uint8)
+    mask[:10, :10] = 1            # class 1: 100 pixels, the map finds all of them
+    mask[10:, 10:] = 2            # class 2: 100 pixels, the map finds 25
+    mask[0, 19] = 255
+    save_palette_png(str(tmp_path / "m.png"), mask)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "i.png")
+    found = np.zeros((1, 20, 20, 1), np.float32)
+    found[0, :10, :10] = 0.9
+    found[0, 10:15, 10:15] = 0.9
+    found[0, :5, 15:19] = 0.9     # 20 background pixels called foreground
+
+    class Transfer:
+        def view(self, images):
+            return SimpleNamespace(foreground=tf.constant(found),
+                                   logits=tf.constant([[2.0, -1.0, -3.0]]))
+
+    record = SimpleNamespace(image_path=str(tmp_path / "i.png"), mask_path=str(tmp_path / "m.png"),
+                             labels={1, 2})
+    health = lnet_health(Transfer(), [record], 4)
+    assert health["found"] == {1: 1.0, 2: 0.25}   # class 3 is in no mask: not reported
+    np.testing.assert_allclose(health["agnostic_iou"], 125 / 220)
+    assert health["classifier_map"] == 1.0 and health["chance_map"] == 1.0

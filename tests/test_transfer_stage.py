@@ -256,7 +256,7 @@ def test_demo_flags_plan_every_stage_before_the_embedded_set_exists(tmp_path):
 
 def test_lnet_summary_reports_the_classifiers_map_on_the_eval_split(transferred, synth_dir,
                                                                      class_names):
-    from tss_keras.data.voc import load_split
+    from tss_keras.data.voc import load_split, read_mask
 
     model_dir, result = transferred
     val, _ = load_split(synth_dir, "val", class_names)
@@ -270,3 +270,13 @@ def test_lnet_summary_reports_the_classifiers_map_on_the_eval_split(transferred,
     assert 0.0 < summary["classifier_map"] <= 1.0
     assert (f"L-Net classifier mAP on {len(val)} val images: {summary['classifier_map']:.3f}"
             in result.stdout)
+    # what the agnostic map finds: every foreground class in the val masks, by name
+    in_masks = set()
+    for record in val:
+        in_masks |= {class_names[c] for c in np.unique(read_mask(record.mask_path,
+                                                                 len(class_names)))
+                     if 0 < c < len(class_names)}
+    assert set(summary["agnostic_found"]) == in_masks
+    assert all(0.0 <= share <= 1.0 for share in summary["agnostic_found"].values())
+    assert 0.0 < summary["agnostic_iou"] <= 1.0
+    assert f"L-Net agnostic map: IoU {summary['agnostic_iou']:.3f}" in result.stdout

@@ -18,10 +18,11 @@ from tss_keras.training.optimizers import make_optimizer
 from tss_keras.training.precision import dtype_policy_scope, with_loss_scaling
 from tss_keras.training.summaries import first_images, lnet_image_hook
 from tss_keras.transfer.calibration import holdout_ids
-from tss_keras.transfer.evaluate import classifier_map
+from tss_keras.transfer.evaluate import lnet_health
 from tss_keras.transfer.label_transfer import LabelTransfer, LNetInput
 
-SUMMARY_IMAGES = 200  # eval-split images the classifier's mAP is measured on, at most
+SUMMARY_IMAGES = 200  # eval-split images the L-Net's summary is measured on, at most
+MISSED_SHARE = 0.2  # a weak class whose pixels the agnostic map finds less often is named
 # What a trained encoder depends on (the L-Net's and the P-Net's alike).
 ENCODER_SETTINGS = ("backbone", "output_stride", "weights", "crop_size", "batch_size",
                     "min_scale", "max_scale", "optimizer", "weight_decay", "head_lr_multiplier",
@@ -155,20 +156,36 @@ class LNetStage(Stage):
 
     @staticmethod
     def _summarize(context, lnet, image_size, num_classes):
-        """Writes and prints the classifier's mAP on the eval split."""
-        config = context.config
+        """Writes and prints how well the L-Net sees the eval split (classifier, agnostic map)."""
+        config, training_set = context.config, context.training_set
         try:
             records, _ = load_split(config.data.data_dir, config.data.eval_split,
-                                    context.training_set.class_names, skip_bad=True)
-        except DataError as e:  # no eval split: nothing to measure the classifier on
+                                    training_set.class_names, skip_bad=True)
+        except DataError as e:  # no eval split: nothing to measure the L-Net on
             context.say(f"L-Net classifier mAP not measured: {e}")
             records = []
         records = [r for r in records if r.labels][:SUMMARY_IMAGES]
         transfer = LabelTransfer.from_config(lnet, num_classes, config.diffusion, image_size)
-        score, chance = classifier_map(transfer, records, num_classes) if records else (None, None)
+        health = lnet_health(transfer, records, num_classes)
+        names = training_set.class_names
         write_json(context.layout.lnet_summary, {
-            "classifier_map": score, "chance_map": chance, "split": config.data.eval_split,
-            "images": len(records)})
-        if score is not None:
+            "classifier_map": health["classifier_map"], "chance_map": health["chance_map"],
+            "agnostic_iou": health["agnostic_iou"],
+            "agnostic_found": {names[c]: share for c, share in health["found"].items()},
+            "split": config.data.eval_split, "images": len(records)})
+        if health["classifier_map"] is not None:
             context.say(f"L-Net classifier mAP on {len(records)} {config.data.eval_split} "
-                        f"images: {score:.3f} (random scores: {chance:.3f})")
+                        f"images: {health['classifier_map']:.3f} "
+                        f"(random scores: {health['chance_map']:.3f})")
+        if health["agnostic_iou"] is not None:
+            weak = training_set.class_split.weak
+            shares = ", ".join(f"{names[c]}{'*' if c in weak else ''} {share:.2f}"
+                               for c, share in health["found"].items())
+            context.say(f"L-Net agnostic map: IoU {health['agnostic_iou']:.3f}; share of each "
+                        f"class's pixels it finds (* weak): {shares}")
+            missed = [names[c] for c, share in health["found"].items()
+                      if c in weak and share < MISSED_SHARE]
+            if missed:
+                context.say(f"warning: the agnostic map finds under {MISSED_SHARE:.0%} of the "
+                            f"pixels of weak classes {', '.join(missed)}; their pseudo-labels "
+                            f"will be mostly background (README, \"Label transfer\")")

@@ -80,21 +80,49 @@ def mean_average_precision(scores, labels):
 CAM_ARGMAX = "cam_argmax"
 
 
-def classifier_map(transfer, records, num_classes):
-    """(mAP, chance mAP) of the L-Net's multi-label classifier on ``records``' labels.
+def lnet_health(transfer, records, num_classes):
+    """How well a trained L-Net sees ``records`` (an eval split with full masks).
 
-    Each image is seen as label transfer sees it (the canonical size). The
-    chance level is the mAP of random scores: each class's share of images.
-    A classifier near chance makes CAMs useless, so the lnet stage reports this.
+    Each image is seen as label transfer sees it (the canonical size).
+
+    Returns:
+        {"classifier_map": mAP of the multi-label classifier on the records'
+        labels, "chance_map": the mAP of random scores (each class's share of
+        images), "agnostic_iou": IoU of the agnostic map (> 0.5) against all
+        foreground, "found": {class id: share of that class's pixels the
+        agnostic map calls foreground}} (None where nothing was there to measure).
+        A classifier near chance makes CAMs useless, and a class whose pixels
+        the agnostic map does not find gets little of its pseudo-labels, so
+        the lnet stage reports both.
     """
-    from tss_keras.data.pipeline import multi_hot
-    from tss_keras.data.voc import read_image
+    import tensorflow as tf
 
-    logits = [transfer.view([read_image(r.image_path)]).logits.numpy()[0] for r in records]
+    from tss_keras.data.pipeline import multi_hot
+    from tss_keras.data.voc import read_image, read_mask
+
+    logits, intersection, union = [], 0, 0
+    found, present = np.zeros(num_classes), np.zeros(num_classes)
+    for record in records:
+        view = transfer.view([read_image(record.image_path)])
+        logits.append(view.logits.numpy()[0])
+        if record.mask_path is None:
+            continue
+        truth = read_mask(record.mask_path, num_classes)
+        probability = tf.image.resize(view.foreground, truth.shape).numpy()[0, ..., 0]
+        i, u = foreground_iou(probability, truth)
+        foreground = probability > 0.5
+        intersection, union = intersection + i, union + u
+        classes = truth[(truth > 0) & (truth != VOID_LABEL)]
+        np.add.at(present, classes, 1)
+        np.add.at(found, truth[foreground & (truth > 0) & (truth != VOID_LABEL)], 1)
     targets = np.array([multi_hot(r.labels, num_classes) for r in records])
-    present = targets.any(axis=0)
-    chance = float(targets[:, present].mean()) if present.any() else None
-    return mean_average_precision(np.array(logits), targets), chance
+    labelled = targets.any(axis=0) if len(records) else np.zeros(num_classes - 1, bool)
+    return {
+        "classifier_map": mean_average_precision(np.array(logits), targets) if records else None,
+        "chance_map": float(targets[:, labelled].mean()) if labelled.any() else None,
+        "agnostic_iou": intersection / union if union else None,
+        "found": {c: float(found[c] / present[c]) for c in range(1, num_classes) if present[c]},
+    }
 
 
 def evaluate_label_transfer(transfer, records, num_classes, variants, classes):
