@@ -110,11 +110,10 @@ def lnet_health(transfer, records, num_classes):
         truth = read_mask(record.mask_path, num_classes)
         probability = tf.image.resize(view.foreground, truth.shape).numpy()[0, ..., 0]
         i, u = foreground_iou(probability, truth)
-        foreground = probability > 0.5
         intersection, union = intersection + i, union + u
-        classes = truth[(truth > 0) & (truth != VOID_LABEL)]
-        np.add.at(present, classes, 1)
-        np.add.at(found, truth[foreground & (truth > 0) & (truth != VOID_LABEL)], 1)
+        objects = (truth > 0) & (truth != VOID_LABEL)
+        present += np.bincount(truth[objects], minlength=num_classes)
+        found += np.bincount(truth[objects & (probability > 0.5)], minlength=num_classes)
     targets = np.array([multi_hot(r.labels, num_classes) for r in records])
     labelled = targets.any(axis=0) if len(records) else np.zeros(num_classes - 1, bool)
     return {
