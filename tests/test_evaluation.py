@@ -104,7 +104,7 @@ def test_lnet_health_reports_what_share_of_each_class_the_agnostic_map_finds(tmp
     from types import SimpleNamespace
 
     from tss_keras.data.palette import save_palette_png
-    from tss_keras.transfer.evaluate import lnet_health
+    from tss_keras.transfer.evaluate import lnet_health, missed_classes
 
     mask = np.zeros((20, 20), np.uint8)
     mask[:10, :10] = 1            # class 1: 100 pixels, the map finds all of them
@@ -128,3 +128,5 @@ def test_lnet_health_reports_what_share_of_each_class_the_agnostic_map_finds(tmp
     assert health["found"] == {1: 1.0, 2: 0.25}   # class 3 is in no mask: not reported
     np.testing.assert_allclose(health["agnostic_iou"], 125 / 220)
     assert health["classifier_map"] == 1.0 and health["chance_map"] == 1.0
+    # the lnet stage names the weak classes found under 20 %, not the strong ones
+    assert missed_classes({1: 0.1, 2: 0.25, 3: 0.05}, classes={2, 3}) == [3]

@@ -18,11 +18,10 @@ from tss_keras.training.optimizers import make_optimizer
 from tss_keras.training.precision import dtype_policy_scope, with_loss_scaling
 from tss_keras.training.summaries import first_images, lnet_image_hook
 from tss_keras.transfer.calibration import holdout_ids
-from tss_keras.transfer.evaluate import lnet_health
+from tss_keras.transfer.evaluate import MISSED_SHARE, lnet_health, missed_classes
 from tss_keras.transfer.label_transfer import LabelTransfer, LNetInput
 
 SUMMARY_IMAGES = 200  # eval-split images the L-Net's summary is measured on, at most
-MISSED_SHARE = 0.2  # a weak class whose pixels the agnostic map finds less often is named
 # What a trained encoder depends on (the L-Net's and the P-Net's alike).
 ENCODER_SETTINGS = ("backbone", "output_stride", "weights", "crop_size", "batch_size",
                     "min_scale", "max_scale", "optimizer", "weight_decay", "head_lr_multiplier",
@@ -183,9 +182,9 @@ class LNetStage(Stage):
                                for c, share in health["found"].items())
             context.say(f"L-Net agnostic map: IoU {health['agnostic_iou']:.3f}; share of each "
                         f"class's pixels it finds (* weak): {shares}")
-            missed = [names[c] for c, share in health["found"].items()
-                      if c in weak and share < MISSED_SHARE]
+            missed = missed_classes(health["found"], weak)
             if missed:
                 context.say(f"warning: the agnostic map finds under {MISSED_SHARE:.0%} of the "
-                            f"pixels of weak classes {', '.join(missed)}; their pseudo-labels "
-                            f"will be mostly background (README, \"Label transfer\")")
+                            f"pixels of weak classes {', '.join(names[c] for c in missed)}; "
+                            f"their pseudo-labels will be mostly background (README, "
+                            f"\"Label transfer\")")

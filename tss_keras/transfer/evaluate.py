@@ -124,6 +124,14 @@ def lnet_health(transfer, records, num_classes):
     }
 
 
+MISSED_SHARE = 0.2  # a class whose pixels the agnostic map finds less often counts as missed
+
+
+def missed_classes(found, classes, share=MISSED_SHARE):
+    """The ids in ``classes`` whose share in ``found`` (``lnet_health``) is below ``share``."""
+    return [c for c, found_share in found.items() if c in classes and found_share < share]
+
+
 def evaluate_label_transfer(transfer, records, num_classes, variants, classes):
     """Scores label-transfer variants on masked records, given their true image labels.
 
