@@ -11,6 +11,8 @@ import numpy as np
 from tss_keras.constants import VOID_LABEL
 from tss_keras.evaluation.confusion import confusion_matrix, mean_iou
 
+MISSED_SHARE = 0.2  # a class whose pixels the agnostic map finds less often counts as missed
+
 
 @dataclasses.dataclass
 class PseudoLabelScore:
@@ -80,51 +82,67 @@ def mean_average_precision(scores, labels):
 CAM_ARGMAX = "cam_argmax"
 
 
-def lnet_health(transfer, records, num_classes):
-    """How well a trained L-Net sees ``records`` (an eval split with full masks).
+class LNetHealth:
+    """Accumulates how well an L-Net sees masked images: its classifier and its agnostic map.
 
-    Each image is seen as label transfer sees it (the canonical size).
-
-    Returns:
-        {"classifier_map": mAP of the multi-label classifier on the records'
-        labels, "chance_map": the mAP of random scores (each class's share of
-        images), "agnostic_iou": IoU of the agnostic map (> 0.5) against all
-        foreground, "found": {class id: share of that class's pixels the
-        agnostic map calls foreground}} (None where nothing was there to measure).
-        A classifier near chance makes CAMs useless, and a class whose pixels
-        the agnostic map does not find gets little of its pseudo-labels, so
-        the lnet stage reports both.
+    ``add`` takes one image's View (as label transfer sees it), its multi-hot
+    labels and its mask (or None); ``summary`` gives {"classifier_map": mAP
+    of the multi-label classifier, "chance_map": the mAP of random scores
+    (each class's share of images), "agnostic_iou": IoU of the agnostic map
+    (> 0.5) against all foreground, "found": {class id: share of that class's
+    pixels the agnostic map calls foreground}} (None where nothing was there
+    to measure). A classifier near chance makes CAMs useless, and a class
+    whose pixels the agnostic map does not find gets little of its
+    pseudo-labels, so the lnet stage reports both.
     """
-    import tensorflow as tf
 
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+        self.logits, self.targets = [], []
+        self.intersection = self.union = 0
+        self.found, self.present = np.zeros(num_classes), np.zeros(num_classes)
+
+    def add(self, view, labels, truth=None):
+        """One image: its View, multi-hot labels [K] and mask [H, W] (or None)."""
+        import tensorflow as tf
+
+        self.logits.append(view.logits.numpy()[0])
+        self.targets.append(np.asarray(labels))
+        if truth is None:
+            return
+        probability = tf.image.resize(view.foreground, truth.shape).numpy()[0, ..., 0]
+        i, u = foreground_iou(probability, truth)
+        self.intersection, self.union = self.intersection + i, self.union + u
+        objects = (truth > 0) & (truth != VOID_LABEL)
+        self.present += np.bincount(truth[objects], minlength=self.num_classes)
+        self.found += np.bincount(truth[objects & (probability > 0.5)],
+                                  minlength=self.num_classes)
+
+    def summary(self):
+        """The dict described in the class docstring."""
+        targets = np.array(self.targets).reshape(-1, self.num_classes - 1)
+        labelled = targets.any(axis=0)
+        return {
+            "classifier_map": (mean_average_precision(np.array(self.logits), targets)
+                               if self.logits else None),
+            "chance_map": float(targets[:, labelled].mean()) if labelled.any() else None,
+            "agnostic_iou": self.intersection / self.union if self.union else None,
+            "found": {c: float(self.found[c] / self.present[c])
+                      for c in range(1, self.num_classes) if self.present[c]},
+        }
+
+
+def lnet_health(transfer, records, num_classes):
+    """``LNetHealth`` summary of an L-Net on ``records`` (an eval split with full masks)."""
     from tss_keras.data.pipeline import multi_hot
     from tss_keras.data.voc import read_image, read_mask
 
-    logits, intersection, union = [], 0, 0
-    found, present = np.zeros(num_classes), np.zeros(num_classes)
+    health = LNetHealth(num_classes)
     for record in records:
-        view = transfer.view([read_image(record.image_path)])
-        logits.append(view.logits.numpy()[0])
-        if record.mask_path is None:
-            continue
-        truth = read_mask(record.mask_path, num_classes)
-        probability = tf.image.resize(view.foreground, truth.shape).numpy()[0, ..., 0]
-        i, u = foreground_iou(probability, truth)
-        intersection, union = intersection + i, union + u
-        objects = (truth > 0) & (truth != VOID_LABEL)
-        present += np.bincount(truth[objects], minlength=num_classes)
-        found += np.bincount(truth[objects & (probability > 0.5)], minlength=num_classes)
-    targets = np.array([multi_hot(r.labels, num_classes) for r in records])
-    labelled = targets.any(axis=0) if len(records) else np.zeros(num_classes - 1, bool)
-    return {
-        "classifier_map": mean_average_precision(np.array(logits), targets) if records else None,
-        "chance_map": float(targets[:, labelled].mean()) if labelled.any() else None,
-        "agnostic_iou": intersection / union if union else None,
-        "found": {c: float(found[c] / present[c]) for c in range(1, num_classes) if present[c]},
-    }
-
-
-MISSED_SHARE = 0.2  # a class whose pixels the agnostic map finds less often counts as missed
+        truth = read_mask(record.mask_path, num_classes) if record.mask_path else None
+        health.add(transfer.view([read_image(record.image_path)]),
+                   multi_hot(record.labels, num_classes), truth)
+    return health.summary()
 
 
 def missed_classes(found, classes, share=MISSED_SHARE):
@@ -146,33 +164,25 @@ def evaluate_label_transfer(transfer, records, num_classes, variants, classes):
         {"agnostic_iou", "classifier_map", and per variant {miou,
         miou_void_as_background, coverage}}, everything at each image's own size.
     """
-    import tensorflow as tf
-
     from tss_keras.data.pipeline import multi_hot
     from tss_keras.data.voc import read_image, read_mask
     from tss_keras.transfer.diffusion import cam_argmax_labels
 
     scores = {name: PseudoLabelScore(num_classes) for name in variants}
-    intersection = union = 0
-    logits, targets = [], []
+    health = LNetHealth(num_classes)
     for record in records:
-        image = read_image(record.image_path)
         truth = read_mask(record.mask_path, num_classes)
         labels = multi_hot(record.labels, num_classes)[None]
-        view = transfer.view([image])
-        size = truth.shape
-        fg = tf.image.resize(view.foreground, size).numpy()[0, ..., 0]
-        i, u = foreground_iou(fg, truth)
-        intersection, union = intersection + i, union + u
-        logits.append(view.logits.numpy()[0])
-        targets.append(labels[0])
+        view = transfer.view([read_image(record.image_path)])
+        health.add(view, labels[0], truth)
         for name, params in variants.items():
             if params == CAM_ARGMAX:
-                label = cam_argmax_labels(view.cams, labels, size).numpy()[0]
+                label = cam_argmax_labels(view.cams, labels, truth.shape).numpy()[0]
             else:
-                label = transfer.labels(view, labels, [size], params)[0]
+                label = transfer.labels(view, labels, [truth.shape], params)[0]
             scores[name].add(label, truth)
-    result = {"agnostic_iou": intersection / union if union else None,
-              "classifier_map": mean_average_precision(np.array(logits), np.array(targets))}
+    summary = health.summary()
+    result = {"agnostic_iou": summary["agnostic_iou"],
+              "classifier_map": summary["classifier_map"]}
     result.update({name: score.summary(classes) for name, score in scores.items()})
     return result
