@@ -9,7 +9,10 @@ half the classes strong), then scores on the weak pool's training images
 against their masks (read here only, for scoring; training never sees them):
 
   agnostic_iou      agnostic map > 0.5 vs any-class pixels
+  prior_iou         the same for the trivial baseline: where the strong pool's masks
+                    usually have foreground (a PositionPrior), not looking at the image
   classifier_map    mAP of the multi-label classifier on those images
+  chance_map        the mAP of random scores there (each class's share of the images)
   cam_argmax        pseudo-labels from CAMs alone (background below 0.25 of the peak)
   no_diffusion      L-Net (agnostic map + CAMs), diffusion off
   diffusion         L-Net + self-diffusion with the default --diffusion_* values
@@ -66,7 +69,7 @@ def score_domain(data_dir, model_dir):
     from tss_keras.layout import RunLayout
     from tss_keras.stages.transfer import read_ids
     from tss_keras.transfer.calibration import calibrate
-    from tss_keras.transfer.evaluate import CAM_ARGMAX, evaluate_label_transfer
+    from tss_keras.transfer.evaluate import CAM_ARGMAX, evaluate_label_transfer, fit_position_prior
     from tss_keras.transfer.label_transfer import load_label_transfer
 
     config = RunConfig.read(model_dir)
@@ -86,8 +89,9 @@ def score_domain(data_dir, model_dir):
     variants = {"cam_argmax": CAM_ARGMAX,
                 "no_diffusion": dataclasses.replace(diffusion.params(), iterations=0),
                 "diffusion": diffusion.params(), "calibrated": calibrated}
+    prior = fit_position_prior(list(training_set.pools.strong), num_classes)
     result = evaluate_label_transfer(transfer, weak_records, num_classes, variants,
-                                     sorted(training_set.class_split.weak))
+                                     sorted(training_set.class_split.weak), prior)
     result.update(num_weak_images=len(weak_records), calibration={
         k: report[k] for k in ("images", "chosen", "miou_void_as_background", "coverage")})
     return result
@@ -192,10 +196,12 @@ def main():
     with open(os.path.join(args.work_dir, "label_transfer.json"), "w") as f:
         json.dump(results, f, indent=2)
     print("\nweak-class mIoU, void counted as background (coverage)")
-    print(f"{'domain':<8} {'agnostic':>8} {'cls mAP':>7}  {'CAM argmax':>13} {'no diffusion':>13} "
-          f"{'diffusion':>13} {'calibrated':>13}")
+    print(f"{'domain':<8} {'agnostic':>8} {'prior':>6} {'cls mAP':>7} {'chance':>6}  "
+          f"{'CAM argmax':>13} "
+          f"{'no diffusion':>13} {'diffusion':>13} {'calibrated':>13}")
     for domain, r in results.items():
-        print(f"{domain:<8} {r['agnostic_iou']:8.3f} {r['classifier_map']:7.3f}  "
+        print(f"{domain:<8} {r['agnostic_iou']:8.3f} {r['prior_iou']:6.3f} "
+              f"{r['classifier_map']:7.3f} {r['chance_map']:6.3f}  "
               f"{_cell(r['cam_argmax']):>13} {_cell(r['no_diffusion']):>13} "
               f"{_cell(r['diffusion']):>13} {_cell(r['calibrated']):>13}")
 

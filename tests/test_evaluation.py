@@ -104,7 +104,8 @@ def test_lnet_health_reports_what_share_of_each_class_the_agnostic_map_finds(tmp
     from types import SimpleNamespace
 
     from tss_keras.data.palette import save_palette_png
-    from tss_keras.transfer.evaluate import lnet_health, missed_classes
+    from tss_keras.transfer.evaluate import (PRIOR_GRID, PositionPrior, lnet_health,
+                                             missed_classes)
 
     mask = np.zeros((20, 20), np.uint8)
     mask[:10, :10] = 1            # class 1: 100 pixels, the map finds all of them
@@ -124,9 +125,33 @@ def test_lnet_health_reports_what_share_of_each_class_the_agnostic_map_finds(tmp
 
     record = SimpleNamespace(image_path=str(tmp_path / "i.png"), mask_path=str(tmp_path / "m.png"),
                              labels={1, 2})
-    health = lnet_health(Transfer(), [record], 4)
+    left_half = np.zeros((PRIOR_GRID, PRIOR_GRID))
+    left_half[:, :PRIOR_GRID // 2] = 1.0
+    health = lnet_health(Transfer(), [record], 4, PositionPrior(left_half, 0.5))
     assert health["found"] == {1: 1.0, 2: 0.25}   # class 3 is in no mask: not reported
     np.testing.assert_allclose(health["agnostic_iou"], 125 / 220)
+    # the prior calls the left half foreground: class 1's 100 pixels of a 300-pixel union
+    np.testing.assert_allclose(health["prior_iou"], 100 / 300)
     assert health["classifier_map"] == 1.0 and health["chance_map"] == 1.0
     # the lnet stage names the weak classes found under 20 %, not the strong ones
     assert missed_classes({1: 0.1, 2: 0.25, 3: 0.05}, classes={2, 3}) == [3]
+
+
+def test_position_prior_keeps_where_masks_usually_have_foreground_at_the_best_threshold():
+    from tss_keras.transfer.evaluate import PositionPrior
+
+    masks = [np.zeros((16, 16), np.uint8) for _ in range(3)]
+    for mask in masks:
+        mask[:, :8] = 1                 # every mask: an object on the left half
+    masks[0][:4, 8:] = 2                # one mask: a small object at the top right
+    masks[1][15, 15] = 255
+    prior = PositionPrior.fit(masks)
+    # The top right is foreground in 1 of 3 masks; calling it foreground would
+    # cost more IoU (416 / 480) than missing it (384 / 416), so only the left half stays.
+    assert 1 / 3 < prior.threshold <= 1.0
+    predicted = prior.predict((40, 60))     # any image size: coordinates are relative
+    assert predicted.shape == (40, 60)
+    assert predicted[:, :30].all() and not predicted[:, 30:].any()
+    # Foreground everywhere: threshold 0 (all foreground) is one of the choices.
+    everywhere = PositionPrior.fit([np.ones((8, 8), np.uint8)])
+    assert everywhere.predict((5, 7)).all()

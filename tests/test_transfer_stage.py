@@ -256,7 +256,12 @@ def test_demo_flags_plan_every_stage_before_the_embedded_set_exists(tmp_path):
 
 def test_lnet_summary_reports_the_classifiers_map_on_the_eval_split(transferred, synth_dir,
                                                                      class_names):
+    from tss_keras.config import RunConfig
+    from tss_keras.data.training_set import load_training_set
     from tss_keras.data.voc import load_split, read_mask
+    from tss_keras.layout import RunLayout
+    from tss_keras.stages.transfer import read_ids
+    from tss_keras.transfer.evaluate import fit_position_prior, foreground_iou
 
     model_dir, result = transferred
     val, _ = load_split(synth_dir, "val", class_names)
@@ -280,3 +285,13 @@ def test_lnet_summary_reports_the_classifiers_map_on_the_eval_split(transferred,
     assert all(0.0 <= share <= 1.0 for share in summary["agnostic_found"].values())
     assert 0.0 < summary["agnostic_iou"] <= 1.0
     assert f"L-Net agnostic map: IoU {summary['agnostic_iou']:.3f}" in result.stdout
+    # next to it, the trivial baseline: the position prior of the masks the head trained on
+    config = RunConfig.read(model_dir)
+    training_set = load_training_set(config.data, verbose=False)
+    held_out = set(read_ids(RunLayout(model_dir).calibration_ids))
+    prior = fit_position_prior([e for e in training_set.pools.strong if e.image_id not in held_out],
+                               len(class_names))
+    counts = np.sum([foreground_iou(prior.predict(mask.shape), mask)
+                     for mask in (read_mask(r.mask_path, len(class_names)) for r in val)], axis=0)
+    np.testing.assert_allclose(summary["prior_iou"], counts[0] / counts[1])
+    assert f"not looking at the image: {summary['prior_iou']:.3f}" in result.stdout

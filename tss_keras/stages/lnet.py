@@ -18,7 +18,8 @@ from tss_keras.training.optimizers import make_optimizer
 from tss_keras.training.precision import dtype_policy_scope, with_loss_scaling
 from tss_keras.training.summaries import first_images, lnet_image_hook
 from tss_keras.transfer.calibration import holdout_ids
-from tss_keras.transfer.evaluate import MISSED_SHARE, lnet_health, missed_classes
+from tss_keras.transfer.evaluate import (MISSED_SHARE, fit_position_prior, lnet_health,
+                                         missed_classes)
 from tss_keras.transfer.label_transfer import LabelTransfer, LNetInput
 
 SUMMARY_IMAGES = 200  # eval-split images the L-Net's summary is measured on, at most
@@ -149,13 +150,18 @@ class LNetStage(Stage):
                      name="lnet", jit_compile=config.train.xla, hooks=hooks).run()
         if context.cluster.is_chief:
             sizes.write(layout.lnet_input)
-            self._summarize(context, lnet, sizes.image_size, num_classes)
+            prior = fit_position_prior(mask_examples, mask_classes)
+            self._summarize(context, lnet, sizes.image_size, num_classes, prior)
             save_model(lnet, layout.lnet_model)
         return layout.lnet_model
 
     @staticmethod
-    def _summarize(context, lnet, image_size, num_classes):
-        """Writes and prints how well the L-Net sees the eval split (classifier, agnostic map)."""
+    def _summarize(context, lnet, image_size, num_classes, prior):
+        """Writes and prints how well the L-Net sees the eval split (classifier, agnostic map).
+
+        ``prior``: the PositionPrior of the agnostic head's training masks, the
+        trivial baseline its IoU is printed against.
+        """
         config, training_set = context.config, context.training_set
         try:
             records, _ = load_split(config.data.data_dir, config.data.eval_split,
@@ -165,11 +171,11 @@ class LNetStage(Stage):
             records = []
         records = [r for r in records if r.labels][:SUMMARY_IMAGES]
         transfer = LabelTransfer.from_config(lnet, num_classes, config.diffusion, image_size)
-        health = lnet_health(transfer, records, num_classes)
+        health = lnet_health(transfer, records, num_classes, prior)
         names = training_set.class_names
         write_json(context.layout.lnet_summary, {
             "classifier_map": health["classifier_map"], "chance_map": health["chance_map"],
-            "agnostic_iou": health["agnostic_iou"],
+            "agnostic_iou": health["agnostic_iou"], "prior_iou": health["prior_iou"],
             "agnostic_found": {names[c]: share for c, share in health["found"].items()},
             "split": config.data.eval_split, "images": len(records)})
         if health["classifier_map"] is not None:
@@ -180,8 +186,10 @@ class LNetStage(Stage):
             weak = training_set.class_split.weak
             shares = ", ".join(f"{names[c]}{'*' if c in weak else ''} {share:.2f}"
                                for c, share in health["found"].items())
-            context.say(f"L-Net agnostic map: IoU {health['agnostic_iou']:.3f}; share of each "
-                        f"class's pixels it finds (* weak): {shares}")
+            context.say(f"L-Net agnostic map: IoU {health['agnostic_iou']:.3f} (where masks "
+                        f"usually have foreground, not looking at the image: "
+                        f"{health['prior_iou']:.3f}); share of each class's pixels it finds "
+                        f"(* weak): {shares}")
             missed = missed_classes(health["found"], weak)
             if missed:
                 context.say(f"warning: the agnostic map finds under {MISSED_SHARE:.0%} of the "
