@@ -1,7 +1,8 @@
 """Train-step throughput: adversarial vs supervised P-Net step, L-Net step, input pipeline, fit.
 
 python benchmarks/train_step.py [--backbones=mobilenetv2,resnet50] [--crop_size=321]
-    [--batch_size=4] [--steps=6] [--d_downsample=...] [--discriminator=...]
+    [--batch_size=4] [--steps=6] [--d_downsample=...] [--d_downsample_by=...]
+    [--discriminator=...]
 
 Every step runs through the same TrainingLoop and the same seeded,
 deterministic tf.data pipelines that training uses (the embedded set at the
@@ -98,6 +99,7 @@ def main():
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--discriminator", default=None, help="default: the config's")
     parser.add_argument("--d_downsample", type=int, default=None, help="default: the config's")
+    parser.add_argument("--d_downsample_by", default=None, help="default: the config's")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "tss_bench_voc"))
     args = parser.parse_args()
 
@@ -119,9 +121,11 @@ def main():
     defaults = PNetConfig()
     design = args.discriminator or defaults.discriminator
     downsample = args.d_downsample or defaults.d_downsample
+    downsample_by = args.d_downsample_by or defaults.d_downsample_by
     strategy = tf.distribute.get_strategy()
     names, pools, weak_masks = embedded_set(args.data_dir)
     k, b, s = len(names), args.batch_size, (args.crop_size, args.crop_size)
+    d_channels, _ = adversarial.input_channels(design, k, downsample, downsample_by)
     stream = dict(crop_size=s, batch_size=b, seed=0)
     weak_as_strong = [StrongExample(e.image_id, e.image_path, m, e.labels)
                       for e, m in zip(pools.weak, weak_masks)]
@@ -146,7 +150,8 @@ def main():
 
     peak = dense_peak_flops()
     result = {"crop_size": args.crop_size, "images_per_stream": b, "discriminator": design,
-              "d_downsample": downsample, "dense_peak_gflops": peak / 1e9,
+              "d_downsample": downsample, "d_downsample_by": downsample_by,
+              "dense_peak_gflops": peak / 1e9,
               "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"}
     for backbone in args.backbones.split(","):
         row = {}
@@ -155,11 +160,11 @@ def main():
             pnet = build_pnet(build_encoder(backbone, args.output_stride), k)
             d = d_opt = None
             if adversarial_step:
-                d = build_discriminator(adversarial.channels(design, k), 64)
+                d = build_discriminator(d_channels, 64)
                 d_opt = keras.optimizers.Adam(1e-4, 0.9, 0.99)
                 d_opt.build(d.trainable_variables)
             trainer = TS3Model(pnet, d, k, d_optimizer=d_opt, design=design,
-                               d_downsample=downsample)
+                               d_downsample=downsample, d_downsample_by=downsample_by)
             trainer.compile(optimizer=keras.optimizers.SGD(1e-4, momentum=0.9))
             trainer.optimizer.build(pnet.trainable_variables)
             return trainer, {"model": pnet}
@@ -172,8 +177,8 @@ def main():
         steps["lnet"] = ((lnet_trainer, {"model": lnet}), lnet_stream)
         image = (*s, 3)
         pnet_flops = forward_flops(steps["supervised"][0][0].pnet, image)
-        d_map = (args.crop_size // downsample, args.crop_size // downsample,
-                 adversarial.channels(design, k))
+        d_size = -(-args.crop_size // downsample)  # what downsample gives (SAME / padded)
+        d_map = (d_size, d_size, d_channels)
         step_flops = {  # 3x forward; every step has a strong and a weak batch of b images
             "supervised": 3 * 2 * b * pnet_flops,
             "adversarial": 3 * 2 * b * (pnet_flops + forward_flops(

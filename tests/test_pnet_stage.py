@@ -33,7 +33,8 @@ def test_ts3_and_full_runs_with_results_and_ratio(transferred_copy, synth_dir, t
     assert stale.returncode == 1 and "--pnet_lr:" in stale.stderr
     baseline = os.path.join(full_dir, "eval", "results.json")
     ts3 = _run(synth_dir, transferred_copy, "--stages=pnet,eval", f"--baseline_results={baseline}",
-               "--lambda_semi=0.1", "--eval_flip", "--pnet_init=lnet", "--d_with_image")
+               "--lambda_semi=0.1", "--eval_flip", "--pnet_init=lnet", "--d_with_image",
+               "--d_downsample_by=fold")
     assert ts3.returncode == 0, ts3.stderr[-3000:]
     results = json.load(open(os.path.join(transferred_copy, "eval", "results.json")))
     for key in ("miou", "miou_strong", "miou_weak", "pixel_accuracy", "per_class_iou",
@@ -52,6 +53,8 @@ def test_ts3_and_full_runs_with_results_and_ratio(transferred_copy, synth_dir, t
     import tss_keras  # noqa: F401
     d = keras.saving.load_model(os.path.join(transferred_copy, "pnet", "discriminator.keras"))
     assert len(d.inputs) == 2  # --d_with_image
+    # folded by the default --d_downsample=4: 16 pixels per cell, as channels
+    assert [tuple(i.shape)[-1] for i in d.inputs] == [16, 48]  # agnostic map, RGB
     flags_text = open(os.path.join(transferred_copy, "flags.txt")).read()
     assert "--baseline_results=" in flags_text and "--stages=pnet,eval" in flags_text
 

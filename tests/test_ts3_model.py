@@ -36,16 +36,20 @@ def _data(seed=0, n=4, size=32):
 
 
 def _build(p_lr=1e-3, d_lr=1e-3, lambda_semi=0.0, sync_bn=False, optimizer="adam",
-           design="onehot", discriminator=True, d_downsample=1):
+           design="onehot", discriminator=True, d_downsample=1, d_downsample_by="average",
+           with_image=False):
     pnet = build_pnet(build_encoder("tiny", 8, sync_bn=sync_bn), C, aspp_filters=16,
                       aspp_rates=(1, 2), dropout=0.0, sync_bn=sync_bn)
     d = d_optimizer = None
     if discriminator:
-        d = build_discriminator(adversarial.channels(design, C), 8)
+        map_channels, image_channels = adversarial.input_channels(design, C, d_downsample,
+                                                                  d_downsample_by)
+        d = build_discriminator(map_channels, 8, with_image, image_channels=image_channels)
         d_optimizer = keras.optimizers.Adam(d_lr, beta_1=0.9, beta_2=0.99)
         d_optimizer.build(d.trainable_variables)
     model = TS3Model(pnet, d, C, lambda_adv=0.1, lambda_semi=lambda_semi,
-                     d_optimizer=d_optimizer, design=design, d_downsample=d_downsample)
+                     d_optimizer=d_optimizer, design=design, d_downsample=d_downsample,
+                     d_downsample_by=d_downsample_by)
     opt = (keras.optimizers.SGD(p_lr, momentum=0.9) if optimizer == "sgd"
            else keras.optimizers.Adam(p_lr))
     model.compile(optimizer=opt)
@@ -75,6 +79,27 @@ def test_each_network_changes_only_under_its_own_optimizer(design, two_replicas,
         d_changed = any(not np.array_equal(a, b)
                         for a, b in zip(d_before, weights(model.discriminator)))
         assert pnet_changed == (p_lr > 0) and d_changed == (d_lr > 0), (design, p_lr, d_lr)
+
+
+def test_folded_discriminator_sees_every_pixel_and_trains_under_two_replicas(two_replicas,
+                                                                             tmp_path):
+    """--d_downsample_by=fold: maps (permuted first) and image folded into channels."""
+    with two_replicas.scope():
+        model = _build(1e-2, 1e-2, design="onehot", d_downsample=4, d_downsample_by="fold",
+                       with_image=True)
+    maps = tf.random.uniform([2, 12, 8, C])
+    images = tf.random.uniform([2, 12, 8, 3], 0, 255)
+    permutation = tf.constant([0, 2, 3, 1])
+    folded_maps, folded_images = model.discriminator_inputs(maps, images, permutation)
+    assert folded_maps.shape == (2, 3, 2, C * 16) and folded_images.shape == (2, 3, 2, 48)
+    np.testing.assert_allclose(tf.nn.depth_to_space(folded_maps, 4),
+                               tf.gather(maps, permutation, axis=-1))
+    np.testing.assert_allclose(tf.nn.depth_to_space(folded_images, 4), images)
+    pnet_before, d_before = weights(model.pnet), weights(model.discriminator)
+    seen = run_loop(model, two_replicas, _data(), 2, tmp_path, _trackables(model))
+    assert np.isfinite(seen[-1]["d_loss"]) and np.isfinite(seen[-1]["adv_loss"])
+    assert any(not np.array_equal(a, b) for a, b in zip(pnet_before, weights(model.pnet)))
+    assert any(not np.array_equal(a, b) for a, b in zip(d_before, weights(model.discriminator)))
 
 
 def test_losses_fall_on_a_tiny_problem(tmp_path):

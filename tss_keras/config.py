@@ -19,7 +19,7 @@ from tss_keras.errors import DataError, UsageError
 from tss_keras.exporting.tflite import QUANTIZATIONS as TFLITE_QUANTIZATIONS
 from tss_keras.models.encoder import BACKBONES, OUTPUT_STRIDES
 from tss_keras.models.lnet import CAM_POOLINGS
-from tss_keras.training.adversarial import DESIGNS
+from tss_keras.training.adversarial import DESIGNS, DOWNSAMPLINGS
 from tss_keras.training.distribute import STRATEGIES
 from tss_keras.transfer.diffusion import FEATURE_SOURCES
 
@@ -36,6 +36,7 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_head_channels": 128,
     "lnet_cam_pooling": "avg",
     "diffusion_color_model": 0.0,
+    "d_downsample_by": "average",
 }
 
 
@@ -219,6 +220,10 @@ class PNetConfig:
                   "agnostic (foreground map only; also the 0 % setting's).",
         choices=DESIGNS)
     d_downsample: int = setting(4, "The discriminator sees the maps at 1/this of the crop size.")
+    d_downsample_by: str = setting(
+        "average", "How the maps are made smaller for the discriminator: average (each block "
+                   "averaged) or fold (each block's pixels become channels, so no detail is "
+                   "lost).", choices=DOWNSAMPLINGS)
     d_filters: int = setting(64, "Discriminator width (first layer channels).")
     d_with_image: bool = setting(False, "Condition the discriminator on the image.")
     d_shuffle_classes: bool = setting(True, "Permute foreground channels before the "

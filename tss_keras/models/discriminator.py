@@ -5,7 +5,8 @@ import keras
 from tss_keras.models.layers import Preprocess
 
 
-def build_discriminator(num_classes, base_filters=64, with_image=False, name="discriminator"):
+def build_discriminator(num_classes, base_filters=64, with_image=False, name="discriminator",
+                        image_channels=3):
     """Per-location real/fake logits for a class-probability map.
 
     4x4 stride-2 convolutions with ``base_filters`` x (1, 2, 4, 8) channels
@@ -17,6 +18,8 @@ def build_discriminator(num_classes, base_filters=64, with_image=False, name="di
         base_filters: channels of the first layer.
         with_image: if True, the model takes ``[probabilities, image]`` and
             sees the image (RGB 0..255, scaled to -1..1) beside the map.
+        image_channels: the image input's channels (3, or 3 * f**2 when maps and
+            image are folded by ``adversarial.downsample(.., f, "fold")``).
 
     Returns:
         A model: probabilities [B, H, W, K+1] (and image) -> logits [B, h, w, 1].
@@ -24,7 +27,7 @@ def build_discriminator(num_classes, base_filters=64, with_image=False, name="di
     probabilities = keras.Input((None, None, num_classes), name="probabilities")
     inputs, x = [probabilities], probabilities
     if with_image:
-        image = keras.Input((None, None, 3), name="image")
+        image = keras.Input((None, None, image_channels), name="image")
         inputs.append(image)
         x = keras.layers.Concatenate(name="with_image")([x, Preprocess("tf", name="scale")(image)])
     for i, multiple in enumerate((1, 2, 4, 8)):

@@ -23,7 +23,8 @@ from tss_keras.training.ts3_model import TS3Model
 
 # Settings of the discriminator and what it drives: no P-Net depends on them without one.
 ADVERSARIAL_SETTINGS = ("d_lr", "d_filters", "d_with_image", "d_shuffle_classes",
-                        "discriminator", "d_downsample", "lambda_semi", "semi_threshold")
+                        "discriminator", "d_downsample", "d_downsample_by", "lambda_semi",
+                        "semi_threshold")
 PNET_SETTINGS = ENCODER_SETTINGS + (
     "aspp_filters", "aspp_rates", "mode", "pnet_steps", "pnet_lr", "pnet_init", "weak_weight",
     "weak_ignores_strong", "lambda_adv") + ADVERSARIAL_SETTINGS
@@ -159,9 +160,10 @@ class PNetStage(Stage):
             trackables = {"model": pnet}
             discriminator = d_optimizer = None
             if adversarial_step:
-                discriminator = build_discriminator(
-                    adversarial.channels(p.discriminator, num_classes), p.d_filters,
-                    p.d_with_image)
+                map_channels, image_channels = adversarial.input_channels(
+                    p.discriminator, num_classes, p.d_downsample, p.d_downsample_by)
+                discriminator = build_discriminator(map_channels, p.d_filters, p.d_with_image,
+                                                    image_channels=image_channels)
                 d_optimizer = with_loss_scaling(
                     keras.optimizers.Adam(p.d_lr, beta_1=0.9, beta_2=0.99), mixed)
                 d_optimizer.build(discriminator.trainable_variables)
@@ -170,7 +172,8 @@ class PNetStage(Stage):
                                weak_weight=p.weak_weight, lambda_semi=p.lambda_semi,
                                semi_threshold=p.semi_threshold, d_optimizer=d_optimizer,
                                shuffle_classes=p.d_shuffle_classes, design=p.discriminator,
-                               d_downsample=p.d_downsample, first_is_labelled=first_labelled,
+                               d_downsample=p.d_downsample, d_downsample_by=p.d_downsample_by,
+                               first_is_labelled=first_labelled,
                                head_lr_multiplier=config.train.head_lr_multiplier)
             optimizer = with_loss_scaling(make_optimizer(
                 config.train.optimizer, p.pnet_lr, p.pnet_steps, config.train.weight_decay),

@@ -33,6 +33,7 @@ import tensorflow as tf
 from tss_keras.constants import VOID_LABEL
 
 DESIGNS = ("onehot", "matched", "agnostic")
+DOWNSAMPLINGS = ("average", "fold")
 
 
 def channels(design, num_classes):
@@ -99,12 +100,28 @@ def view(design, probabilities):
     return foreground(probabilities) if design == "agnostic" else probabilities
 
 
-def downsample(maps, factor):
-    """Maps averaged over ``factor`` x ``factor`` cells (the discriminator's resolution).
+def downsample(maps, factor, by="average"):
+    """Maps [B, H, W, C] at 1/``factor`` of their size, where the discriminator sees them.
 
-    Average pooling rather than an area resize: it has a gradient, which the
-    P-Net's adversarial loss needs.
+    ``by="average"``: each ``factor`` x ``factor`` block averaged (C channels);
+    fine structure inside a block (a thin part, a boundary's exact place) is
+    lost. ``by="fold"``: each block's pixels become channels (``C *
+    factor**2``, space to depth after zero-padding H and W to multiples of
+    ``factor``), so the discriminator still sees every pixel while its layers
+    run at the small size. Both have a gradient, which the P-Net's adversarial
+    loss needs.
     """
     if factor <= 1:
         return maps
+    if by == "fold":
+        shape = tf.shape(maps)
+        pad_h, pad_w = (-shape[1]) % factor, (-shape[2]) % factor
+        maps = tf.pad(maps, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        return tf.nn.space_to_depth(maps, factor)
     return tf.nn.avg_pool2d(maps, factor, factor, padding="SAME")
+
+
+def input_channels(design, num_classes, factor, by="average"):
+    """(map, image) channels the discriminator takes after ``downsample(.., factor, by)``."""
+    fold = factor * factor if by == "fold" and factor > 1 else 1
+    return channels(design, num_classes) * fold, 3 * fold

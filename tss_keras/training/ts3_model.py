@@ -46,8 +46,9 @@ class TS3Model(keras.Model):
 
     With a discriminator, one batched discriminator pass sees real maps (from
     ``first``'s masks), the P-Net's maps of ``first`` (fake, detached) and of
-    ``second`` (fake, with gradient), all area-downsampled by
-    ``d_downsample``. The discriminator learns BCE(real -> 1, fake -> 0) with
+    ``second`` (fake, with gradient), all downsampled by ``d_downsample``
+    (``d_downsample_by``: averaged, or folded into channels; see
+    ``adversarial.downsample``). The discriminator learns BCE(real -> 1, fake -> 0) with
     its own optimizer; the P-Net adds ``lambda_adv * BCE(D(second) -> 1)``
     and, with ``lambda_semi`` > 0, a self-training CE on ``second``'s pixels
     where sigmoid(D) > ``semi_threshold``, whose targets are the P-Net's
@@ -67,6 +68,8 @@ class TS3Model(keras.Model):
         shuffle_classes: permute foreground channels before the discriminator.
         design: one of ``adversarial.DESIGNS``.
         d_downsample: the discriminator's input is the maps at 1/this size.
+        d_downsample_by: how: ``average`` or ``fold`` (``adversarial.DOWNSAMPLINGS``);
+            with ``fold`` the discriminator takes ``d_downsample**2`` times the channels.
         first_is_labelled: whether ``first``'s masks are in the run's classes.
         head_lr_multiplier: the P-Net's layers outside its encoder learn this
             many times faster (gradients scaled; meant for SGD).
@@ -75,7 +78,7 @@ class TS3Model(keras.Model):
     def __init__(self, pnet, discriminator=None, num_classes=21, lambda_adv=0.01, weak_weight=1.0,
                  lambda_semi=0.0, semi_threshold=0.2, d_optimizer=None, shuffle_classes=True,
                  design="onehot", d_downsample=1, first_is_labelled=True, head_lr_multiplier=1.0,
-                 **kwargs):
+                 d_downsample_by="average", **kwargs):
         super().__init__(**kwargs)
         if design not in adversarial.DESIGNS:
             raise ValueError(f"--discriminator: {design!r} is not one of {adversarial.DESIGNS}")
@@ -90,6 +93,7 @@ class TS3Model(keras.Model):
         self.shuffle_classes = shuffle_classes and design != "agnostic"
         self.design = design
         self.d_downsample = d_downsample
+        self.d_downsample_by = d_downsample_by
         self.first_is_labelled = first_is_labelled
         self.head_boost = (head_lr_multiplier, head_variable_paths(pnet))
         self.with_image = discriminator is not None and _takes_image(discriminator)
@@ -114,12 +118,15 @@ class TS3Model(keras.Model):
         return tf.concat([[0], 1 + tf.random.shuffle(tf.range(self.num_classes - 1))], axis=0)
 
     def discriminator_inputs(self, maps, images, permutation):
-        """What the discriminator is called with: permuted maps (and the image)."""
+        """What the discriminator is called with: full-size maps permuted, then downsampled
+        (and the image, downsampled the same way)."""
         if self.design != "agnostic":
             maps = tf.gather(maps, permutation, axis=-1)
+        maps = adversarial.downsample(maps, self.d_downsample, self.d_downsample_by)
         if not self.with_image:
             return maps
-        images = adversarial.downsample(tf.cast(images, maps.dtype), self.d_downsample)
+        images = adversarial.downsample(tf.cast(images, maps.dtype), self.d_downsample,
+                                        self.d_downsample_by)
         return [maps, images]
 
     def train_step(self, data):
@@ -155,17 +162,13 @@ class TS3Model(keras.Model):
 
     def _adversarial_step(self, first, second):
         n = tf.shape(first["image"])[0]
-        factor = self.d_downsample
         with tf.GradientTape(persistent=True) as tape:
             logits_first, logits_second = self._forward(first, second)
             seg = self._segmentation_loss(first, second, logits_first, logits_second)
             p_first = tf.nn.softmax(tf.cast(logits_first, tf.float32), axis=-1)
             p_second = tf.nn.softmax(tf.cast(logits_second, tf.float32), axis=-1)
             real, fake_first = adversarial.real_and_fake(self.design, first["mask"], p_first)
-            maps = tf.concat([adversarial.downsample(real, factor),
-                              adversarial.downsample(fake_first, factor),
-                              adversarial.downsample(adversarial.view(self.design, p_second),
-                                                     factor)], axis=0)
+            maps = tf.concat([real, fake_first, adversarial.view(self.design, p_second)], axis=0)
             images = tf.concat([first["image"], first["image"], second["image"]], axis=0)
             d_logits = tf.cast(self.discriminator(self.discriminator_inputs(
                 maps, images, self._class_permutation()), training=True), tf.float32)
