@@ -221,7 +221,7 @@ class PNetConfig:
         choices=DESIGNS)
     d_downsample: int = setting(4, "The discriminator sees the maps at 1/this of the crop size.")
     d_downsample_by: str = setting(
-        "average", "How the maps are made smaller for the discriminator: average (each block "
+        "fold", "How the maps are made smaller for the discriminator: average (each block "
                    "averaged) or fold (each block's pixels become channels, so no detail is "
                    "lost).", choices=DOWNSAMPLINGS)
     d_filters: int = setting(64, "Discriminator width (first layer channels).")
