@@ -82,6 +82,9 @@ class TS3Model(keras.Model):
         super().__init__(**kwargs)
         if design not in adversarial.DESIGNS:
             raise ValueError(f"--discriminator: {design!r} is not one of {adversarial.DESIGNS}")
+        if d_downsample_by not in adversarial.DOWNSAMPLINGS:
+            raise ValueError(f"--d_downsample_by: {d_downsample_by!r} is not one of "
+                             f"{adversarial.DOWNSAMPLINGS}")
         self.pnet = pnet
         self.discriminator = discriminator
         self.num_classes = num_classes
