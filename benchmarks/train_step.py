@@ -16,7 +16,8 @@ convention), counted by TF's cost model on each network's forward graph. The
 traced training step graph is not counted: the cost model over-counts it
 (1.8x this count for the supervised step, and shares above 100 % of peak).
 It also times the supervised step through Keras ``fit`` on the same data,
-against the loop. Prints one JSON object.
+against the loop, both in steady state (one call, tracing and the data
+iterator's start and teardown left out). Prints one JSON object.
 """
 
 import argparse
@@ -87,6 +88,22 @@ def time_loop(strategy, trainer, make_stream, trackables, steps, warmup=2):
                         checkpoint_every=10 ** 9, verbose=False,
                         monitors=[lambda step, values: stamps.append(time.perf_counter())])
     loop.run()
+    return (stamps[-1] - stamps[warmup - 1]) / steps
+
+
+def time_fit(trainer, dataset, steps, warmup=2):
+    """Seconds per step of Keras ``fit`` over ``steps`` steps after ``warmup``, as ``time_loop``.
+
+    One ``fit`` call, stamped at each batch's end: tracing, the iterator's start (its
+    shuffle buffer) and its teardown after the last step (up to seconds) are left out,
+    as they are from the loop's time, so the two measure the same steady-state step.
+    """
+    import keras
+
+    stamps = []
+    stamp = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
+    trainer.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[stamp])
     return (stamps[-1] - stamps[warmup - 1]) / steps
 
 
@@ -193,11 +210,8 @@ def main():
         row["adversarial_over_supervised_time_per_image"] = (
             row["supervised_images_per_s"] / row["adversarial_images_per_s"])
         trainer, _ = pnet_trainer(False)
-        data = full_stream(0, 1)
-        trainer.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
-        start = time.perf_counter()
-        trainer.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
-        row["supervised_fit_images_per_s"] = args.steps * 2 * b / (time.perf_counter() - start)
+        row["supervised_fit_images_per_s"] = 2 * b / time_fit(trainer, full_stream(0, 1),
+                                                               args.steps)
         row["loop_over_fit_speed"] = (row["supervised_images_per_s"]
                                       / row["supervised_fit_images_per_s"])
         row["input_pipeline_images_per_s"] = images_per_second(pair_stream(0, 1), 20, 2 * b)
