@@ -78,6 +78,11 @@ def embedded_set(directory):
     return names, pools, [weak_masks[e.image_id] for e in pools.weak]
 
 
+def seconds_per_step(stamps, warmup):
+    """Mean seconds between the step-end ``stamps`` after the first ``warmup`` steps."""
+    return (stamps[-1] - stamps[warmup - 1]) / (len(stamps) - warmup)
+
+
 def time_loop(strategy, trainer, make_stream, trackables, steps, warmup=2):
     """Seconds per step over ``steps`` steps after ``warmup`` (tracing excluded)."""
     from tss_keras.training.loop import TrainingLoop
@@ -88,7 +93,7 @@ def time_loop(strategy, trainer, make_stream, trackables, steps, warmup=2):
                         checkpoint_every=10 ** 9, verbose=False,
                         monitors=[lambda step, values: stamps.append(time.perf_counter())])
     loop.run()
-    return (stamps[-1] - stamps[warmup - 1]) / steps
+    return seconds_per_step(stamps, warmup)
 
 
 def time_fit(trainer, dataset, steps, warmup=2):
@@ -104,7 +109,7 @@ def time_fit(trainer, dataset, steps, warmup=2):
     stamp = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
     trainer.fit(dataset, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[stamp])
-    return (stamps[-1] - stamps[warmup - 1]) / steps
+    return seconds_per_step(stamps, warmup)
 
 
 def main():
