@@ -66,7 +66,8 @@ def run_flags(data_dir, model_dir, *extra):
             "--backbone=tiny", "--output_stride=16", "--crop_size=48", "--batch_size=4",
             "--optimizer=adam", "--diffusion_iterations=3", "--aspp_filters=16",
             "--aspp_rates=1,2", "--d_filters=8", "--lnet_steps=4", "--pnet_steps=4",
-            "--checkpoint_every=2", "--stages=data,lnet,transfer", *extra]
+            "--checkpoint_every=2", "--lnet_image_size=64", "--stages=data,lnet,transfer",
+            *extra]
 
 
 @pytest.fixture(scope="session")

@@ -362,6 +362,19 @@ class _LeftSightedLNet(keras.Model):
                 "features": tf.nn.avg_pool2d(images, 4, 4, "SAME")}
 
 
+def test_one_trace_serves_every_image_size_and_batch():
+    """Label transfer traces the L-Net and diffusion once, not once per canonical size."""
+    transfer = LabelTransfer(_FakeLNet(name="fake_sizes"), 3, DiffusionParams(), image_size=48,
+                             grid=24)
+    labels = np.array([1.0, 0.0], np.float32)
+    for height, width in ((48, 48), (30, 48), (48, 20), (40, 64)):
+        assert transfer(np.zeros((height, width, 3), np.uint8), labels).shape == (height, width)
+    pair = [np.zeros((36, 48, 3), np.uint8)] * 2
+    assert len(transfer.labels(transfer.view(pair), np.stack([labels] * 2), [(36, 48)] * 2)) == 2
+    assert transfer._view.experimental_get_tracing_count() == 1
+    assert [f.experimental_get_tracing_count() for f in transfer._scores.values()] == [1]
+
+
 def _right_side_object():
     image = np.zeros((48, 48, 3), np.uint8)
     image[12:36, 30:42, 1] = 255

@@ -65,6 +65,14 @@ class LNetInput:
         return cls(int(data["image_size"]))
 
 
+def _open_spec(tensor):
+    """A TensorSpec of ``tensor`` with every dimension but the last left unknown."""
+    shape = tensor.shape
+    if shape.rank in (0, 1):
+        return tf.TensorSpec(shape, tensor.dtype)
+    return tf.TensorSpec([None] * (shape.rank - 1) + [shape[-1]], tensor.dtype)
+
+
 class View(typing.NamedTuple):
     """The L-Net's outputs for a batch of images of one canonical size (a tf.nest structure)."""
 
@@ -105,7 +113,8 @@ class LabelTransfer:
         self.grid = grid
         self.feature_dims = feature_dims
         self.prototypes = None  # set_prototypes
-        self._view = tf.function(self._compute_view, reduce_retracing=True)
+        self._view = tf.function(self._compute_view, input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32)])
         self._scores = {}
 
     @classmethod
@@ -176,6 +185,11 @@ class LabelTransfer:
         grid = tf.constant(grid_size(height, width, self.grid), tf.int32)
         use_prototypes = self.prototypes is not None and params.prototype_weight > 0
         shape = (params.radius, params.features, params.iterations == 0, use_prototypes)
+        numbers = {name: tf.constant(getattr(params, name), tf.float32)
+                   for name in NUMERIC_PARAMS}
+        numbers["iterations"] = tf.constant(params.iterations, tf.int32)
+        inputs = (view, tf.convert_to_tensor(labels, tf.float32), grid, numbers,
+                  self.prototypes if use_prototypes else ())
         if shape not in self._scores:  # one graph per window size, guide and evidence
             def run(v, y, g, numbers, prototypes):
                 traced = dataclasses.replace(params, **numbers)
@@ -183,12 +197,10 @@ class LabelTransfer:
                     traced = dataclasses.replace(traced, iterations=0)
                 return transfer_scores(v.images, v.foreground, v.cams, y, v.features, traced, g,
                                        self.feature_dims, *(prototypes or (None, None)))
-            self._scores[shape] = tf.function(run, reduce_retracing=True)
-        numbers = {name: tf.constant(getattr(params, name), tf.float32)
-                   for name in NUMERIC_PARAMS}
-        numbers["iterations"] = tf.constant(params.iterations, tf.int32)
-        return self._scores[shape](view, tf.convert_to_tensor(labels, tf.float32), grid,
-                                   numbers, self.prototypes if use_prototypes else None)
+            # Batch and spatial sizes left open: one trace serves every image size.
+            self._scores[shape] = tf.function(run, input_signature=tf.nest.map_structure(
+                _open_spec, inputs))
+        return self._scores[shape](*inputs)
 
     @staticmethod
     def labels_from_scores(scores, labels, confidence):

@@ -49,8 +49,8 @@ def generate_pseudo_labels(transfer, examples, layout, num_classes, shard_index=
     writer = tf.summary.create_file_writer(layout.logs("transfer"))
     done = len(mine) - len(todo)
     if verbose and todo:
-        print(f"transfer: tracing the L-Net and diffusion for {len(groups)} image size(s) "
-              f"(the first batch takes longest)", flush=True)
+        print(f"transfer: {len(todo)} images at {len(groups)} canonical size(s); the first "
+              f"batch traces the L-Net and diffusion and takes longest", flush=True)
     for size in sorted(groups):
         group = groups[size]
         for start in range(0, len(group), batch_size):
