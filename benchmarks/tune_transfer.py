@@ -45,6 +45,8 @@ SPACE = {
     "cam_power": (1.0, 2.0),
     "prototype_weight": (0.0, 0.5, 0.8, 1.0),
     "presence": (0.0, 0.5, 1.0),
+    "class_presence": (0.0, 0.5, 1.0),
+    "presence_on": ("agnostic", "evidence"),
     "color_model": (0.0, 0.25, 0.5, 0.75, 1.0),
     "confidence": (0.3, 0.4, 0.5, 0.6),
 }

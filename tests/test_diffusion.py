@@ -80,6 +80,58 @@ def test_presence_finds_an_object_the_agnostic_map_only_hints_at():
     assert (scaled[1] == 0).all()
 
 
+def test_class_presence_lifts_a_faint_object_next_to_a_confident_one():
+    """Two labels, two objects: the confident one sets the image's peak, the faint one only its own."""
+    rng = np.random.default_rng(3)
+    images, _, cams, feats = _inputs(rng, batch=1)
+    fg = np.full((1, 32, 32, 1), 0.02, np.float32)
+    fg[:, 4:12, 4:12] = 1.0    # class 1: the agnostic head knows it well
+    fg[:, 20:28, 20:28] = 0.2  # class 3: faint
+    cams = np.zeros((1, 8, 8, 5), np.float32)
+    cams[:, 1:3, 1:3, 0] = 1.0  # class evidence where each object is
+    cams[:, 5:7, 5:7, 2] = 1.0
+    labels = np.array([[1, 0, 1, 0, 0]], np.float32)
+    params = DiffusionParams(iterations=0, cam_weight=0.0, confidence=0.0, presence=1.0)
+
+    def pseudo(class_presence):
+        scores = transfer_scores(images, fg, cams, labels, feats,
+                                 dataclasses.replace(params, class_presence=class_presence),
+                                 (32, 32))
+        return scores_to_labels(scores, labels).numpy()[0]
+
+    per_image, per_class = pseudo(0.0), pseudo(1.0)
+    assert (per_image[20:28, 20:28] == 0).all()  # 0.2 against a peak of 1: background
+    assert (per_image[4:12, 4:12] == 1).all()
+    assert (per_class[22:26, 22:26] == 3).all()  # its own peak: an object
+    assert (per_class[5:11, 5:11] == 1).all()
+    assert (per_class[14:18, :] == 0).all() and (per_class[:, 14:18] == 0).all()
+
+
+def test_presence_on_the_evidence_trusts_the_cams_where_the_agnostic_map_is_silent():
+    """The agnostic map misses the object (flat, near 0); the CAM finds it. Rescaling the map
+    alone blows its flat noise up to foreground everywhere; rescaling the evidence keeps the
+    CAM's object."""
+    rng = np.random.default_rng(4)
+    images, _, _, feats = _inputs(rng, batch=1)
+    fg = rng.uniform(0.001, 0.002, (1, 32, 32, 1)).astype(np.float32)
+    cams = np.zeros((1, 8, 8, 5), np.float32)
+    cams[:, 2:6, 2:6, 1] = 1.0  # class 2's object: cells 8..24
+    labels = np.array([[0, 1, 0, 0, 0]], np.float32)
+    params = DiffusionParams(iterations=0, cam_weight=0.4, confidence=0.0, presence=1.0)
+
+    def pseudo(presence_on):
+        scores = transfer_scores(images, fg, cams, labels, feats,
+                                 dataclasses.replace(params, presence_on=presence_on), (32, 32))
+        return scores_to_labels(scores, labels).numpy()[0]
+
+    on_map, on_evidence = pseudo("agnostic"), pseudo("evidence")
+    assert (on_map == 2).mean() > 0.5  # noise made foreground
+    assert (on_evidence[10:22, 10:22] == 2).all()
+    assert (on_evidence[:4] == 0).all() and (on_evidence[28:] == 0).all()
+    with pytest.raises(Exception, match="--diffusion_presence_on"):
+        DiffusionParams(presence_on="cams")
+
+
 def test_color_model_clears_a_hole_the_coarse_map_blurred_over():
     """A ring whose hole shows the background colour: the coarse map calls the hole foreground,
     the image's own colour histograms call it background."""

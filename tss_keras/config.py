@@ -21,7 +21,7 @@ from tss_keras.models.encoder import BACKBONES, OUTPUT_STRIDES
 from tss_keras.models.lnet import CAM_POOLINGS
 from tss_keras.training.adversarial import DESIGNS, DOWNSAMPLINGS
 from tss_keras.training.distribute import STRATEGIES
-from tss_keras.transfer.diffusion import FEATURE_SOURCES
+from tss_keras.transfer.diffusion import FEATURE_SOURCES, PRESENCE_TARGETS
 
 STAGES = ("data", "lnet", "transfer", "pnet", "eval", "export")
 EXPORT_FORMATS = ("saved_model", "tflite", "keras")
@@ -36,6 +36,8 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_head_channels": 128,
     "lnet_cam_pooling": "avg",
     "diffusion_color_model": 0.0,
+    "diffusion_class_presence": 0.0,
+    "diffusion_presence_on": "agnostic",
     "d_downsample_by": "average",
 }
 
@@ -169,6 +171,14 @@ class DiffusionConfig:
     diffusion_presence: float = setting(
         1.0, "Rescale the agnostic map of a labelled image towards a peak of 1 (M / max(M) ** "
              "presence): the labels say an object is there (0: the map as it is).")
+    diffusion_class_presence: float = setting(
+        0.0, "Take the presence peak per labelled class too, over the foreground that class's "
+             "evidence owns, so a weak object next to a confident one is lifted as well (0: one "
+             "peak per image, 1: one per class).")
+    diffusion_presence_on: str = setting(
+        "evidence", "What the presence rescaling applies to: the agnostic map alone, or the "
+                    "foreground evidence after the CAMs have joined it (CAMs alone can then "
+                    "hold an object the agnostic map misses).", choices=PRESENCE_TARGETS)
     diffusion_color_model: float = setting(
         0.5, "How much the image's own colour histograms (foreground against background) "
              "correct the foreground evidence before diffusion (0: not at all).")
@@ -194,7 +204,9 @@ class DiffusionConfig:
             feature_scale=self.diffusion_feature_scale, features=self.diffusion_features,
             confidence=self.diffusion_confidence, cam_weight=self.diffusion_cam_weight,
             cam_power=self.diffusion_cam_power, prototype_weight=self.diffusion_prototype_weight,
-            presence=self.diffusion_presence, color_model=self.diffusion_color_model)
+            presence=self.diffusion_presence, color_model=self.diffusion_color_model,
+            class_presence=self.diffusion_class_presence,
+            presence_on=self.diffusion_presence_on)
 
 
 @dataclasses.dataclass

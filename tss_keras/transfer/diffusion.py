@@ -22,6 +22,11 @@ to the image:
   objectness from strong classes only) often gets a faint but well-placed
   response; ``presence`` = 1 trusts its shape rather than its height.
   (Leave-one-domain-out, this raised weak mIoU on every domain of the suite.)
+  With ``presence_on`` = "evidence" the rescaling applies to F (next
+  item) instead of M, so where M is flat and near 0 the CAMs hold the
+  object rather than M's noise. With ``class_presence`` = b > 0 the peak
+  is also taken per labelled class, over the share of the foreground that
+  each class's evidence E_k owns (``presence_scaled``).
 - Foreground evidence joins the agnostic map M and the image's CAMs A_k
   (normalised to max 1) as a probabilistic OR, ``F = 1 - (1 - M)(1 - w
   max_k A_k)`` with ``w = cam_weight``, so an object the agnostic head
@@ -55,6 +60,9 @@ from tss_keras.constants import VOID_LABEL
 from tss_keras.errors import UsageError
 
 FEATURE_SOURCES = ("color", "features", "both")
+# What the presence rescaling applies to: the agnostic map alone, or the foreground evidence
+# after the CAMs have joined it (so that CAMs alone can hold a labelled object).
+PRESENCE_TARGETS = ("agnostic", "evidence")
 PROTOTYPE_TEMPERATURE = 0.1  # cosine similarities differ by a few tenths between classes
 
 
@@ -74,11 +82,16 @@ class DiffusionParams:
     prototype_weight: float = 0.0
     presence: float = 0.0
     color_model: float = 0.0
+    class_presence: float = 0.0
+    presence_on: str = "agnostic"
 
     def __post_init__(self):
         if self.features not in FEATURE_SOURCES:
             raise UsageError(f"--diffusion_features: {self.features!r} is not one of "
                              f"{', '.join(FEATURE_SOURCES)}")
+        if self.presence_on not in PRESENCE_TARGETS:
+            raise UsageError(f"--diffusion_presence_on: {self.presence_on!r} is not one of "
+                             f"{', '.join(PRESENCE_TARGETS)}")
 
 
 def neighbourhood(values, radius):
@@ -206,16 +219,39 @@ def normalized_cams(cams, labels, power=1.0):
     return cams * labels[:, None, None, :]
 
 
-def presence_scaled(foreground, labels, presence):
-    """Agnostic maps [B, h, w, 1] divided by ``peak ** presence`` in each labelled image.
+def presence_scaled(foreground, labels, presence, shares=None, by_class=0.0):
+    """Foreground maps [B, h, w, 1] divided by ``peak ** presence`` in each labelled image.
 
     Images without labels are left as they are (nothing says they hold an
     object). The result is capped at 1.
+
+    With ``shares`` ([B, h, w, K]: each labelled class's share of the class
+    evidence at each cell, summing to 1 over the labels) and ``by_class`` > 0,
+    the peak is also taken per class: every labelled class holds an object, so
+    the foreground a class owns is scaled by that class's own peak, and a weak
+    object next to a confident strong one is not left faint. ``by_class``
+    mixes the two gains (0: one peak per image, 1: one per class).
     """
-    peak = tf.maximum(tf.reduce_max(foreground, axis=[1, 2, 3], keepdims=True), 1e-3)
     labelled = tf.cast(tf.reduce_max(labels, axis=-1) > 0, tf.float32)[:, None, None, None]
-    gain = tf.pow(peak, -tf.cast(presence, tf.float32) * labelled)
+    exponent = -tf.cast(presence, tf.float32) * labelled
+    peak = tf.maximum(tf.reduce_max(foreground, axis=[1, 2, 3], keepdims=True), 1e-3)
+    gain = tf.pow(peak, exponent)
+    if shares is not None:
+        owned = foreground * shares  # [B, h, w, K]
+        class_peak = tf.maximum(tf.reduce_max(owned, axis=[1, 2], keepdims=True), 1e-3)
+        class_gain = tf.reduce_sum(shares * tf.pow(class_peak, exponent), axis=-1,
+                                   keepdims=True)
+        by_class = tf.cast(by_class, tf.float32)
+        gain = (1.0 - by_class) * gain + by_class * class_gain
     return tf.minimum(foreground * gain, 1.0)
+
+
+def evidence_shares(seeds, labels):
+    """[B, h, w, K] each labelled class's share of the class evidence; uniform where there is none."""
+    label_mask = labels[:, None, None, :]
+    total = tf.reduce_sum(seeds, axis=-1, keepdims=True)
+    uniform = label_mask / tf.maximum(tf.reduce_sum(label_mask, axis=-1, keepdims=True), 1.0)
+    return tf.where(total > 1e-6, seeds / tf.maximum(total, 1e-6), uniform)
 
 
 COLOR_BINS = 8  # per channel: 512 bins, a few cells each on a 64-cell grid
@@ -284,18 +320,23 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
     """
     labels = tf.cast(labels, tf.float32)
     fg = tf.image.resize(tf.cast(foreground, tf.float32), grid, method="area")
-    fg = presence_scaled(fg, labels, params.presence)
-    seeds = tf.image.resize(normalized_cams(cams, labels, params.cam_power), grid,
-                            method="bilinear")
-    cam_evidence = tf.reduce_max(seeds, axis=-1, keepdims=True) * params.cam_weight
-    fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
-    colour = tf.image.resize(tf.cast(images, tf.float32), grid, method="area")
-    fg = (1.0 - params.color_model) * fg + params.color_model * color_foreground(colour, fg)
+    cam_seeds = tf.image.resize(normalized_cams(cams, labels, params.cam_power), grid,
+                                method="bilinear")
+    seeds = cam_seeds
     if prototypes is not None:
         share = prototype_share(features, prototypes, prototype_valid, labels, grid)
         has = tf.cast(tf.reduce_max(share, axis=[1, 2, 3], keepdims=True) > 0, tf.float32)
         weight = params.prototype_weight * has
         seeds = (1.0 - weight) * seeds + weight * share
+    shares = evidence_shares(seeds, labels)
+    if params.presence_on == "agnostic":
+        fg = presence_scaled(fg, labels, params.presence, shares, params.class_presence)
+    cam_evidence = tf.reduce_max(cam_seeds, axis=-1, keepdims=True) * params.cam_weight
+    fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
+    if params.presence_on == "evidence":
+        fg = presence_scaled(fg, labels, params.presence, shares, params.class_presence)
+    colour = tf.image.resize(tf.cast(images, tf.float32), grid, method="area")
+    fg = (1.0 - params.color_model) * fg + params.color_model * color_foreground(colour, fg)
     seeds = seeds * fg
     if not (isinstance(params.iterations, int) and params.iterations == 0):
         guides, scales = [], []
@@ -311,11 +352,7 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
         diffused = propagate(tf.concat([fg, seeds], axis=-1), transition, params.radius,
                              params.iterations, params.anchor)
         fg, seeds = diffused[..., :1], diffused[..., 1:]
-    label_mask = labels[:, None, None, :]
-    total = tf.reduce_sum(seeds, axis=-1, keepdims=True)
-    uniform = label_mask / tf.maximum(tf.reduce_sum(label_mask, axis=-1, keepdims=True), 1.0)
-    class_share = tf.where(total > 1e-6, seeds / tf.maximum(total, 1e-6), uniform)
-    return tf.concat([1.0 - fg, fg * class_share], axis=-1)
+    return tf.concat([1.0 - fg, fg * evidence_shares(seeds, labels)], axis=-1)
 
 
 def scores_to_labels(scores, labels, confidence=0.5):

@@ -23,7 +23,7 @@ from tss_keras.transfer.diffusion import grid_size, scores_to_labels, transfer_s
 
 # DiffusionParams fields fed to the traced graph as float tensors (not baked in).
 NUMERIC_PARAMS = ("anchor", "color_scale", "feature_scale", "cam_weight", "cam_power",
-                  "prototype_weight", "presence", "color_model")
+                  "prototype_weight", "presence", "color_model", "class_presence")
 
 
 SIZE_STEP = 8
@@ -184,7 +184,8 @@ class LabelTransfer:
         height, width = view.images.shape[1:3]
         grid = tf.constant(grid_size(height, width, self.grid), tf.int32)
         use_prototypes = self.prototypes is not None and params.prototype_weight > 0
-        shape = (params.radius, params.features, params.iterations == 0, use_prototypes)
+        shape = (params.radius, params.features, params.iterations == 0, use_prototypes,
+                 params.presence_on)
         numbers = {name: tf.constant(getattr(params, name), tf.float32)
                    for name in NUMERIC_PARAMS}
         numbers["iterations"] = tf.constant(params.iterations, tf.int32)
