@@ -208,17 +208,16 @@ def test_a_stage_made_before_a_flag_existed_counts_as_made_with_the_old_behaviou
 
 
 def test_training_stops_at_exactly_the_requested_step_with_the_requested_head(synth_dir,
-                                                                              tmp_path):
+                                                                              tmp_path,
+                                                                              class_names):
     model_dir = str(tmp_path / "run")
     result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=data,lnet",
                                                 "--lnet_steps=5", "--checkpoint_every=2",
                                                 "--lnet_head_channels=12",
                                                 "--lnet_image_size=0"))
     assert result.returncode == 0, result.stderr[-2000:]
-    from tss_keras.data.class_names import load_class_names
     from tss_keras.data.voc import load_split
-    records, _ = load_split(synth_dir, "train", load_class_names(
-        os.path.join(synth_dir, "class_names.txt")))
+    records, _ = load_split(synth_dir, "train", class_names)
     median = int(np.median([max(r.height, r.width) for r in records]))  # 0: the median long side
     assert json.load(open(os.path.join(model_dir, "lnet", "lnet_input.json"))) == {
         "image_size": median}
