@@ -23,6 +23,6 @@ setup(
     extras_require={
         # the domain suite's real photographs are scikit-image's sample images
         "domains": ["scikit-image"],
-        "test": ["pytest", "scikit-image", "tensorflow-serving-api>=2.21,<2.22"],
+        "test": ["pytest", "pytest-xdist", "scikit-image", "tensorflow-serving-api>=2.21,<2.22"],
     },
 )
