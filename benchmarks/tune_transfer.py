@@ -48,6 +48,7 @@ SPACE = {
     "class_presence": (0.0, 0.5, 1.0),
     "presence_on": ("agnostic", "evidence"),
     "color_model": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "saliency": (0.0, 0.25, 0.5, 0.75, 1.0),
     "confidence": (0.3, 0.4, 0.5, 0.6),
 }
 MIN_COVERAGE = 0.85

@@ -12,9 +12,9 @@ from PIL import Image
 from tss_keras.data.palette import save_palette_png
 from tss_keras.data.voc import VocRecord
 from tss_keras.transfer.calibration import calibrate
-from tss_keras.transfer.diffusion import (DiffusionParams, affinity, cam_argmax_labels,
-                                          principal_components, propagate, scores_to_labels,
-                                          transfer_scores)
+from tss_keras.transfer.diffusion import (DiffusionParams, affinity, border_saliency,
+                                          cam_argmax_labels, principal_components, propagate,
+                                          scores_to_labels, transfer_scores)
 from tss_keras.transfer.label_transfer import LabelTransfer, canonical_size
 
 
@@ -161,6 +161,55 @@ def test_color_model_clears_a_hole_the_coarse_map_blurred_over():
     assert (with_colour[hole] == 0).all()
     assert (with_colour[ring] == 2).all()
     assert (with_colour[radius >= 12] == 0).all()
+
+
+def _scene(size=40):
+    """Grey-green background, a purple square (a colour the border lacks) and a square of the
+    background's own colour inside a brown frame (so it has an outline but no colour of its
+    own)."""
+    images = np.zeros((1, size, size, 3), np.float32)
+    images[...] = (90, 130, 90)
+    images[0, 8:18, 8:18] = (200, 40, 200)
+    images[0, 22:34, 22:34] = (120, 80, 40)
+    images[0, 25:31, 25:31] = (90, 130, 90)
+    return images
+
+
+def test_border_saliency_marks_the_colours_the_border_lacks():
+    images = _scene()
+    salient = border_saliency(tf.constant(images)).numpy()[0, ..., 0]
+    np.testing.assert_allclose(salient[8:18, 8:18], 1.0, atol=1e-3)
+    np.testing.assert_allclose(salient[22:25, 22:34], 1.0, atol=1e-3)  # the frame
+    assert salient[25:31, 25:31].max() < 1e-3  # the background's colour, inside or not
+    assert salient[:5].max() < 1e-3 and salient[35:].max() < 1e-3
+    # Only colours count: the same scene twice as large scores the same.
+    large = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)
+    large_salient = border_saliency(tf.constant(large)).numpy()[0, ::2, ::2, 0]
+    np.testing.assert_allclose(large_salient, salient, atol=1e-3)
+
+
+def test_saliency_finds_an_object_where_the_cam_points_and_the_agnostic_map_is_silent():
+    """The agnostic map is silent and the CAM is faint on the purple square, so at CAM weight
+    0.4 background wins; the boundary prior, where the CAM points, makes it foreground. The
+    frame is salient too, but the CAM does not point there, so it stays background."""
+    images = _scene()
+    fg = np.full((1, 40, 40, 1), 0.01, np.float32)
+    cams = np.zeros((1, 10, 10, 5), np.float32)
+    cams[0, 1:5, 1:5, 1] = 1.0  # class 2, around the purple square
+    feats = np.zeros((1, 10, 10, 4), np.float32)
+    labels = np.array([[0, 1, 0, 0, 0]], np.float32)
+    params = DiffusionParams(iterations=0, cam_weight=0.4, confidence=0.0, presence=0.0)
+
+    def pseudo(saliency):
+        scores = transfer_scores(images, fg, cams, labels, feats,
+                                 dataclasses.replace(params, saliency=saliency), (40, 40))
+        return scores_to_labels(scores, labels).numpy()[0]
+
+    assert (pseudo(0.0) == 0).all()
+    with_saliency = pseudo(1.0)
+    assert (with_saliency[9:17, 9:17] == 2).all()
+    assert (with_saliency[22:34, 22:34] == 0).all()
+    assert (with_saliency[:, 25:] == 0).all()
 
 
 def test_constant_affinity_spreads_evenly():

@@ -36,6 +36,7 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_head_channels": 128,
     "lnet_cam_pooling": "avg",
     "diffusion_color_model": 0.0,
+    "diffusion_saliency": 0.0,
     "diffusion_class_presence": 0.0,
     "diffusion_presence_on": "agnostic",
     "d_downsample_by": "average",
@@ -179,6 +180,9 @@ class DiffusionConfig:
         "evidence", "What the presence rescaling applies to: the agnostic map alone, or the "
                     "foreground evidence after the CAMs have joined it (CAMs alone can then "
                     "hold an object the agnostic map misses).", choices=PRESENCE_TARGETS)
+    diffusion_saliency: float = setting(
+        0.75, "How much the boundary prior adds to the foreground evidence where the labels' "
+             "CAMs point: colours the image's outer band lacks count as object (0: off).")
     diffusion_color_model: float = setting(
         0.5, "How much the image's own colour histograms (foreground against background) "
              "correct the foreground evidence before diffusion (0: not at all).")
@@ -204,7 +208,8 @@ class DiffusionConfig:
             feature_scale=self.diffusion_feature_scale, features=self.diffusion_features,
             confidence=self.diffusion_confidence, cam_weight=self.diffusion_cam_weight,
             cam_power=self.diffusion_cam_power, prototype_weight=self.diffusion_prototype_weight,
-            presence=self.diffusion_presence, color_model=self.diffusion_color_model,
+            presence=self.diffusion_presence, saliency=self.diffusion_saliency,
+            color_model=self.diffusion_color_model,
             class_presence=self.diffusion_class_presence,
             presence_on=self.diffusion_presence_on)
 

@@ -31,6 +31,13 @@ to the image:
   (normalised to max 1) as a probabilistic OR, ``F = 1 - (1 - M)(1 - w
   max_k A_k)`` with ``w = cam_weight``, so an object the agnostic head
   misses can still be found by its class's CAM.
+- *(choice)* With ``saliency`` = s > 0, the boundary prior of salient-object
+  detection joins F too, where the labels' CAMs point: ``F <- 1 - (1 - F)(1
+  - s B max_k A_k)``, where B is high for colours the image's outer band
+  does not have (``border_saliency``). Backgrounds run to the image's
+  border, pasted and photographed objects mostly do not, so a weak object
+  that neither the agnostic head nor its CAM answers strongly on is still
+  found when its colour stands apart from the border's.
 - *(choice)* The image's own colours then correct F where it is coarse (the
   L-Net's maps come from stride-8 features, so a ring's hole or a gap
   between objects is blurred over): with ``color_model`` = c > 0, ``F <- (1
@@ -81,6 +88,7 @@ class DiffusionParams:
     cam_power: float = 1.0
     prototype_weight: float = 0.0
     presence: float = 0.0
+    saliency: float = 0.0
     color_model: float = 0.0
     class_presence: float = 0.0
     presence_on: str = "agnostic"
@@ -255,6 +263,7 @@ def evidence_shares(seeds, labels):
 
 
 COLOR_BINS = 8  # per channel: 512 bins, a few cells each on a 64-cell grid
+SALIENCY_BORDER = 0.125  # the outer band, as a share of each side, that stands for background
 
 
 def color_foreground(colour, foreground, bins=COLOR_BINS):
@@ -276,6 +285,35 @@ def color_foreground(colour, foreground, bins=COLOR_BINS):
     fg_like = tf.gather(fg_hist, index, batch_dims=1) * prior
     bg_like = tf.gather(bg_hist, index, batch_dims=1) * (1.0 - prior)
     return (fg_like / (fg_like + bg_like))[..., None]
+
+
+def border_saliency(colour, border=SALIENCY_BORDER, bins=COLOR_BINS):
+    """Saliency [B, h, w, 1] in 0..1 of each cell by the boundary prior.
+
+    Colour histograms of the image's interior and of its outer band
+    (``border`` of each side) give each cell ``P(interior | colour)`` by Bayes'
+    rule (``color_foreground``); it is rescaled so that a colour as common on
+    the band as inside scores 0 and a colour the band lacks scores 1. Only
+    colours count, so the map depends on the image's content, not its size.
+
+    Args:
+        colour: RGB 0..255 [B, h, w, 3] on the working grid.
+        border: width of the band as a share of each side (at least one cell).
+        bins: histogram bins per channel.
+    """
+    shape = tf.shape(colour)
+    height, width = shape[1], shape[2]
+
+    def band(size):
+        return tf.maximum(1, tf.cast(tf.round(tf.cast(size, tf.float32) * border), tf.int32))
+
+    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
+    inside = ((rows >= band(height)) & (rows < height - band(height))
+              & (cols >= band(width)) & (cols < width - band(width)))
+    inside = tf.tile(tf.cast(inside, tf.float32)[None, ..., None], [shape[0], 1, 1, 1])
+    interior = color_foreground(colour, inside, bins)
+    share = tf.reduce_mean(inside, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value(tf.math.divide_no_nan(interior - share, 1.0 - share), 0.0, 1.0)
 
 
 def grid_size(height, width, cells):
@@ -331,11 +369,13 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
     shares = evidence_shares(seeds, labels)
     if params.presence_on == "agnostic":
         fg = presence_scaled(fg, labels, params.presence, shares, params.class_presence)
-    cam_evidence = tf.reduce_max(cam_seeds, axis=-1, keepdims=True) * params.cam_weight
-    fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_evidence, 1.0))
+    cam_peak = tf.reduce_max(cam_seeds, axis=-1, keepdims=True)
+    fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(cam_peak * params.cam_weight, 1.0))
+    colour = tf.image.resize(tf.cast(images, tf.float32), grid, method="area")
+    salient = border_saliency(colour) * cam_peak * params.saliency
+    fg = 1.0 - (1.0 - fg) * (1.0 - tf.minimum(salient, 1.0))
     if params.presence_on == "evidence":
         fg = presence_scaled(fg, labels, params.presence, shares, params.class_presence)
-    colour = tf.image.resize(tf.cast(images, tf.float32), grid, method="area")
     fg = (1.0 - params.color_model) * fg + params.color_model * color_foreground(colour, fg)
     seeds = seeds * fg
     if not (isinstance(params.iterations, int) and params.iterations == 0):
