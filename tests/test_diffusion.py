@@ -26,6 +26,13 @@ def _inputs(rng, batch=2, size=32, classes=5):
     return images, fg, cams, feats
 
 
+def _pseudo_label(images, fg, cams, labels, feats, params, **change):
+    """The pseudo-label of the first image, with ``change`` applied to ``params``."""
+    scores = transfer_scores(images, fg, cams, labels, feats, dataclasses.replace(params, **change),
+                             images.shape[1:3])
+    return scores_to_labels(scores, labels).numpy()[0]
+
+
 def test_labels_are_a_subset_of_the_image_labels():
     rng = np.random.default_rng(0)
     images, fg, cams, feats = _inputs(rng)
@@ -94,10 +101,8 @@ def test_class_presence_lifts_a_faint_object_next_to_a_confident_one():
     params = DiffusionParams(iterations=0, cam_weight=0.0, confidence=0.0, presence=1.0)
 
     def pseudo(class_presence):
-        scores = transfer_scores(images, fg, cams, labels, feats,
-                                 dataclasses.replace(params, class_presence=class_presence),
-                                 (32, 32))
-        return scores_to_labels(scores, labels).numpy()[0]
+        return _pseudo_label(images, fg, cams, labels, feats, params,
+                             class_presence=class_presence)
 
     per_image, per_class = pseudo(0.0), pseudo(1.0)
     assert (per_image[20:28, 20:28] == 0).all()  # 0.2 against a peak of 1: background
@@ -120,9 +125,7 @@ def test_presence_on_the_evidence_trusts_the_cams_where_the_agnostic_map_is_sile
     params = DiffusionParams(iterations=0, cam_weight=0.4, confidence=0.0, presence=1.0)
 
     def pseudo(presence_on):
-        scores = transfer_scores(images, fg, cams, labels, feats,
-                                 dataclasses.replace(params, presence_on=presence_on), (32, 32))
-        return scores_to_labels(scores, labels).numpy()[0]
+        return _pseudo_label(images, fg, cams, labels, feats, params, presence_on=presence_on)
 
     on_map, on_evidence = pseudo("agnostic"), pseudo("evidence")
     assert (on_map == 2).mean() > 0.5  # noise made foreground
@@ -151,10 +154,7 @@ def test_color_model_clears_a_hole_the_coarse_map_blurred_over():
     params = DiffusionParams(iterations=0, cam_weight=0.0, confidence=0.0)
 
     def pseudo(color_model):
-        scores = transfer_scores(images, fg, cams, labels, feats,
-                                 dataclasses.replace(params, color_model=color_model),
-                                 (size, size))
-        return scores_to_labels(scores, labels).numpy()[0]
+        return _pseudo_label(images, fg, cams, labels, feats, params, color_model=color_model)
 
     assert (pseudo(0.0)[hole] == 2).all()
     with_colour = pseudo(0.5)
@@ -201,9 +201,7 @@ def test_saliency_finds_an_object_where_the_cam_points_and_the_agnostic_map_is_s
     params = DiffusionParams(iterations=0, cam_weight=0.4, confidence=0.0, presence=0.0)
 
     def pseudo(saliency):
-        scores = transfer_scores(images, fg, cams, labels, feats,
-                                 dataclasses.replace(params, saliency=saliency), (40, 40))
-        return scores_to_labels(scores, labels).numpy()[0]
+        return _pseudo_label(images, fg, cams, labels, feats, params, saliency=saliency)
 
     assert (pseudo(0.0) == 0).all()
     with_saliency = pseudo(1.0)
