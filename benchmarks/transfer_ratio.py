@@ -9,7 +9,9 @@ Per domain (tss_keras.data.domains) and seed, with one schedule (the flag file's
   <design>    TS3 on strong masks + pseudo-labels; "none" is --lambda_adv=0, the others
               --discriminator=<design> with the flag file's --lambda_adv.
 The L-Net and pseudo-labels come from --work_dir/<domain>/run (what
-benchmarks/label_transfer.py trained; trained here if absent). Reports
+benchmarks/label_transfer.py trained, with or without its --calibrate; trained
+here if absent); the pseudo-labels use the --diffusion_* values (pass
+--calibrate to calibrate them instead). Reports
 mIoU over the weak and strong classes on the val split, their ratio to the
 baseline, and the P-Net's weak mIoU on its own weak training images next to
 the quality of the pseudo-labels it learned from (masks read here only, for
@@ -36,6 +38,22 @@ def trainer(log, flagfile, data_dir, model_dir, *extra):
     print("+", " ".join(command), flush=True)
     with open(log, "a") as out:
         subprocess.run(command, check=True, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def lnet_held_out_strong_images(model_dir):
+    """Whether the L-Net in ``model_dir`` was trained with --calibrate (strong images held out).
+
+    benchmarks/label_transfer.py documents ``--calibrate``, so its L-Nets hold strong images
+    out; the lnet stage has to be named with the same setting to be reused rather than refused,
+    while the transfer stage here uses the fixed --diffusion_* values unless told otherwise.
+    """
+    from tss_keras.layout import RunLayout
+
+    path = RunLayout(model_dir).stage_settings
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        return bool(json.load(f).get("lnet", {}).get("calibrate", False))
 
 
 def results(model_dir):
@@ -97,7 +115,9 @@ def main():
             generate_domain(domain, data_dir)
         common = [f"--strong_classes={','.join(strong_classes(domain))}", *extra]
         lnet_flags = [f for f in common if not f.startswith(("--d_", "--lambda", "--discriminator"))]
-        trainer(log, args.flagfile, data_dir, run, "--stages=data,lnet,transfer", *lnet_flags)
+        reuse = ["--calibrate"] if lnet_held_out_strong_images(run) else []
+        trainer(log, args.flagfile, data_dir, run, "--stages=data,lnet", *lnet_flags, *reuse)
+        trainer(log, args.flagfile, data_dir, run, "--stages=transfer", *lnet_flags)
         rows = {}
         for seed in seeds:
             full = os.path.join(base, f"full_s{seed}")
