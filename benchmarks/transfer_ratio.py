@@ -15,7 +15,8 @@ here if absent); the pseudo-labels use the --diffusion_* values (pass
 mIoU over the weak and strong classes on the val split, their ratio to the
 baseline, and the P-Net's weak mIoU on its own weak training images next to
 the quality of the pseudo-labels it learned from (masks read here only, for
-scoring). Writes <work_dir>/transfer_ratio.json.
+scoring). Writes <work_dir>/transfer_ratio.json (domains measured by an earlier call
+and not by this one stay in it).
 """
 
 import argparse
@@ -106,7 +107,11 @@ def main():
 
     domains = DOMAIN_NAMES if args.domains == "all" else tuple(args.domains.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
-    table = {}
+    report = os.path.join(args.work_dir, f"transfer_ratio{args.tag}.json")
+    table = {}  # domains measured by an earlier call stay in the report
+    if os.path.isfile(report):
+        with open(report, encoding="utf-8") as f:
+            table = {d: rows for d, rows in json.load(f).items() if d not in domains}
     for domain in domains:
         base = os.path.join(args.work_dir, domain)
         data_dir, run = os.path.join(base, "voc"), os.path.join(base, "run")
@@ -146,7 +151,7 @@ def main():
                    "pseudo_weak_train": [r.get("pseudo_weak_train") for r in runs]}
             for name, runs in rows.items()}
         print(domain, json.dumps(table[domain]), flush=True)
-        with open(os.path.join(args.work_dir, f"transfer_ratio{args.tag}.json"), "w") as f:
+        with open(report, "w") as f:
             json.dump(table, f, indent=2)
 
     mean = lambda values: float(np.mean([v for v in values if v is not None]))  # noqa: E731
