@@ -49,12 +49,9 @@ def lnet_held_out_strong_images(model_dir):
     while the transfer stage here uses the fixed --diffusion_* values unless told otherwise.
     """
     from tss_keras.layout import RunLayout
+    from tss_keras.stages.orchestrator import read_recorded
 
-    path = RunLayout(model_dir).stage_settings
-    if not os.path.isfile(path):
-        return False
-    with open(path, encoding="utf-8") as f:
-        return bool(json.load(f).get("lnet", {}).get("calibrate", False))
+    return bool(read_recorded(RunLayout(model_dir)).get("lnet", {}).get("calibrate", False))
 
 
 def results(model_dir):

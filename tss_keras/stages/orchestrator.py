@@ -59,7 +59,8 @@ def recorded_settings(stage_name, config, known=None):
     return dict(sorted({**before, **own}.items()))
 
 
-def _read_recorded(layout):
+def read_recorded(layout):
+    """{stage: settings it was made with} of a run (``stages.json``); {} if none is done."""
     if not os.path.isfile(layout.stage_settings):
         return {}
     with open(layout.stage_settings, encoding="utf-8") as f:
@@ -102,7 +103,7 @@ def run_stages(config, strategy=None, cluster=None):
     check_devices(config)
     for stage in stages:
         stage.check(context, names)
-    recorded = _read_recorded(layout)
+    recorded = read_recorded(layout)
     known = dict(recorded)  # what each output on disk was (or this run will be) made with
     plan = []
     for stage in stages:
@@ -135,7 +136,7 @@ def run_stages(config, strategy=None, cluster=None):
         outputs[stage.name] = stage.run(context)
         barrier(context.strategy)
         if cluster.is_chief and stage.output(layout) is not None:
-            recorded = _read_recorded(layout)
+            recorded = read_recorded(layout)
             recorded[stage.name] = settings
             write_json(layout.stage_settings, recorded)
     return outputs
