@@ -21,7 +21,8 @@ against their masks (read here only, for scoring; training never sees them):
 Each pseudo-label variant gives the weak-class mIoU with void pseudo-labels not
 scored (miou), with void counted as background (miou_void_as_background) and
 its coverage (share of labelled pixels given a class). Prints a table and
-writes <work_dir>/label_transfer.json.
+writes <work_dir>/label_transfer.json after each domain (domains measured by an
+earlier call and not by this one stay in it).
 
 python benchmarks/label_transfer.py --timing [--backbones=resnet50,resnet101] [--sizes=321,513]
 
@@ -187,14 +188,19 @@ def main():
         return
     from tss_keras.data.domains import DOMAIN_NAMES
 
+    from tss_keras.files import write_json
+
     domains = DOMAIN_NAMES if args.domains == "all" else tuple(args.domains.split(","))
-    results = {}
+    report = os.path.join(args.work_dir, "label_transfer.json")
+    results = {}  # domains an earlier call measured stay in the report
+    if os.path.isfile(report):
+        with open(report, encoding="utf-8") as f:
+            results = {d: r for d, r in json.load(f).items() if d not in domains}
     for domain in domains:
         data_dir, model_dir = train_lnet(args.work_dir, domain, args.flagfile, extra)
         results[domain] = score_domain(data_dir, model_dir)
         print(domain, json.dumps(results[domain]), flush=True)
-    with open(os.path.join(args.work_dir, "label_transfer.json"), "w") as f:
-        json.dump(results, f, indent=2)
+        write_json(report, results)  # after each domain: an hour's work survives a crash
     print("\nweak-class mIoU, void counted as background (coverage)")
     print(f"{'domain':<8} {'agnostic':>8} {'prior':>6} {'cls mAP':>7} {'chance':>6}  "
           f"{'CAM argmax':>13} "

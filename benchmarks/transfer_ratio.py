@@ -101,6 +101,7 @@ def main():
                                                   "(to compare a variant, e.g. --d_downsample=1)")
     args, extra = parser.parse_known_args()
     from tss_keras.data.domains import DOMAIN_NAMES, generate_domain, strong_classes
+    from tss_keras.files import write_json
 
     domains = DOMAIN_NAMES if args.domains == "all" else tuple(args.domains.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -148,8 +149,7 @@ def main():
                    "pseudo_weak_train": [r.get("pseudo_weak_train") for r in runs]}
             for name, runs in rows.items()}
         print(domain, json.dumps(table[domain]), flush=True)
-        with open(report, "w") as f:
-            json.dump(table, f, indent=2)
+        write_json(report, table)
 
     mean = lambda values: float(np.mean([v for v in values if v is not None]))  # noqa: E731
     print(f"\n{'domain':<8} {'run':<9} {'weak':>6} {'strong':>6} {'ratio weak':>10} "
