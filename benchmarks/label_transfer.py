@@ -186,16 +186,13 @@ def main():
     if args.timing:
         timing(args.backbones.split(","), [int(s) for s in args.sizes.split(",")])
         return
+    from benchmarks.reports import other_domains
     from tss_keras.data.domains import DOMAIN_NAMES
-
     from tss_keras.files import write_json
 
     domains = DOMAIN_NAMES if args.domains == "all" else tuple(args.domains.split(","))
     report = os.path.join(args.work_dir, "label_transfer.json")
-    results = {}  # domains an earlier call measured stay in the report
-    if os.path.isfile(report):
-        with open(report, encoding="utf-8") as f:
-            results = {d: r for d, r in json.load(f).items() if d not in domains}
+    results = other_domains(report, domains)
     for domain in domains:
         data_dir, model_dir = train_lnet(args.work_dir, domain, args.flagfile, extra)
         results[domain] = score_domain(data_dir, model_dir)

@@ -100,16 +100,14 @@ def main():
     parser.add_argument("--tag", default="", help="suffix of the TS3 runs' folders and names "
                                                   "(to compare a variant, e.g. --d_downsample=1)")
     args, extra = parser.parse_known_args()
+    from benchmarks.reports import other_domains
     from tss_keras.data.domains import DOMAIN_NAMES, generate_domain, strong_classes
     from tss_keras.files import write_json
 
     domains = DOMAIN_NAMES if args.domains == "all" else tuple(args.domains.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
     report = os.path.join(args.work_dir, f"transfer_ratio{args.tag}.json")
-    table = {}  # domains measured by an earlier call stay in the report
-    if os.path.isfile(report):
-        with open(report, encoding="utf-8") as f:
-            table = {d: rows for d, rows in json.load(f).items() if d not in domains}
+    table = other_domains(report, domains)
     for domain in domains:
         base = os.path.join(args.work_dir, domain)
         data_dir, run = os.path.join(base, "voc"), os.path.join(base, "run")
