@@ -303,3 +303,43 @@ def test_lnet_summary_reports_the_classifiers_map_on_the_eval_split(transferred,
                      for mask in (read_mask(r.mask_path, len(class_names)) for r in val)], axis=0)
     np.testing.assert_allclose(summary["prior_iou"], counts[0] / counts[1])
     assert f"not looking at the image: {summary['prior_iou']:.3f}" in result.stdout
+
+
+def test_a_second_lnet_round_learns_the_weak_images_foreground_from_the_first(synth_dir,
+                                                                             tmp_path):
+    from tss_keras.config import RunConfig
+    from tss_keras.data.training_set import load_training_set
+    from tss_keras.layout import RunLayout
+
+    model_dir = str(tmp_path / "run")
+    result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--lnet_rounds=2",
+                                                "--stages=data,lnet"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    layout = RunLayout(model_dir)
+    training_set = load_training_set(RunConfig.read(model_dir).data, verbose=False)
+    strong, weak = training_set.pools.strong, training_set.pools.weak
+    # round 1's pseudo-labels of every weak image, in the VOC label format
+    labels_dir = layout.lnet_round_labels(2)
+    assert sorted(os.listdir(labels_dir)) == sorted(e.image_id + ".png" for e in weak)
+    with Image.open(os.path.join(labels_dir, weak[0].image_id + ".png")) as png:
+        assert png.mode == "P" and png.size == Image.open(weak[0].image_path).size
+    # round 2 is a new L-Net whose masks are the strong pool's and the weak pool's
+    assert "L-Net round 1/2: " + f"{len(strong)} masked images (strong pool)" in result.stdout
+    assert (f"L-Net round 2/2: {len(strong) + len(weak)} masked images (strong masks and the "
+            f"weak pool's pseudo-labels)") in result.stdout
+    round_two = tf.train.latest_checkpoint(layout.lnet_round_checkpoints(2))
+    assert round_two and round_two.endswith("-4")
+    from tss_keras.models import build_encoder, build_lnet
+
+    def encoder_kernel(checkpoint_dir):
+        lnet = build_lnet(build_encoder("tiny", 16), training_set.num_classes)
+        tf.train.Checkpoint(model=lnet).read(
+            tf.train.latest_checkpoint(checkpoint_dir)).expect_partial()
+        return lnet.weights[0].numpy()
+
+    saved = keras.saving.load_model(layout.lnet_model).weights[0].numpy()
+    assert np.array_equal(saved, encoder_kernel(layout.lnet_round_checkpoints(2)))
+    assert not np.allclose(saved, encoder_kernel(layout.lnet_round_checkpoints(1)))
+    # the lnet stage now depends on the diffusion settings that made those labels
+    recorded = json.load(open(layout.stage_settings))["lnet"]
+    assert recorded["lnet_rounds"] == 2 and recorded["diffusion_radius"] == 5

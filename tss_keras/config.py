@@ -35,6 +35,7 @@ VALUES_BEFORE_THEY_EXISTED = {
     "weak_ignores_strong": False,
     "lnet_head_channels": 128,
     "lnet_cam_pooling": "avg",
+    "lnet_rounds": 1,
     "diffusion_color_model": 0.0,
     "diffusion_saliency": 0.0,
     "diffusion_class_presence": 0.0,
@@ -134,6 +135,10 @@ class LNetConfig:
     lnet_image_size: int = setting(
         0, "Long side (pixels) every image is resized to for the L-Net's agnostic map, in "
            "training and in label transfer; 0: the median long side of the training images.")
+    lnet_rounds: int = setting(
+        1, "L-Net training rounds. Each round after the first trains a new L-Net whose "
+           "agnostic head also learns the weak images' foreground from the previous round's "
+           "pseudo-labels (made with the --diffusion_* values).")
 
 
 @dataclasses.dataclass

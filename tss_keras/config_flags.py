@@ -150,7 +150,8 @@ def validate(config):
                                  f"(choose from {', '.join(map(str, choices))})")
             raise UsageError(f"--{field.name}: unknown {field.name.replace('_', ' ')} {value!r} "
                              f"(choose from {', '.join(map(str, choices))})")
-    positive = ("batch_size", "checkpoint_every", "lnet_steps", "pnet_steps", "parity_images")
+    positive = ("batch_size", "checkpoint_every", "lnet_steps", "lnet_rounds", "pnet_steps",
+                "parity_images")
     for name in positive:
         if settings[name] is not None and settings[name] < 1:
             raise UsageError(f"--{name}: must be at least 1 (got {settings[name]})")

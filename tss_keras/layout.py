@@ -8,6 +8,9 @@
       data_summary.json                 data stage
       lnet/lnet.keras, lnet/lnet_input.json, lnet/checkpoints/, lnet/calibration_ids.txt,
       lnet/summary.json
+      lnet/round<R>/checkpoints/, lnet/round<R>/labels/<id>.png
+                                        rounds after the first (--lnet_rounds): checkpoints,
+                                        and the previous round's weak-image pseudo-labels
       pseudo_labels/<id>.png, pseudo_labels.json
       pnet/pnet.keras, pnet/discriminator.keras, pnet/training.json, pnet/checkpoints/
       eval/results.json
@@ -21,6 +24,11 @@
 """
 
 import os
+
+
+def label_png(folder, image_id):
+    """The label PNG of ``image_id`` in ``folder`` (pseudo-labels and masks: ``<id>.png``)."""
+    return os.path.join(folder, image_id + ".png")
 
 
 class RunLayout:
@@ -63,6 +71,20 @@ class RunLayout:
     def checkpoints(self, stage):
         return self._path(stage, "checkpoints")
 
+    def lnet_round_checkpoints(self, round_number):
+        """Checkpoints of L-Net round ``round_number`` (1: the stage's own folder)."""
+        if round_number == 1:
+            return self.checkpoints("lnet")
+        return self._path("lnet", f"round{round_number}", "checkpoints")
+
+    def lnet_round_labels(self, round_number):
+        """The weak images' pseudo-labels that L-Net round ``round_number`` learns from."""
+        return self._path("lnet", f"round{round_number}", "labels")
+
+    def lnet_round_logs(self, round_number):
+        """TensorBoard folder of L-Net round ``round_number``."""
+        return self.logs("lnet" if round_number == 1 else f"lnet_round{round_number}")
+
     @property
     def lnet_model(self):
         return self._path("lnet", "lnet.keras")
@@ -87,7 +109,7 @@ class RunLayout:
         return self._path("pseudo_labels")
 
     def pseudo_label(self, image_id):
-        return os.path.join(self.pseudo_label_dir, image_id + ".png")
+        return label_png(self.pseudo_label_dir, image_id)
 
     @property
     def pseudo_label_summary(self):

@@ -5,13 +5,16 @@ import os
 import numpy as np
 from tss_keras.data.class_names import load_class_names
 from tss_keras.data.pipeline import strong_dataset, weak_dataset, zip_streams
-from tss_keras.data.pools import WeakExample
+from tss_keras.data.pools import StrongExample, WeakExample
 from tss_keras.data.voc import load_split
 from tss_keras.errors import DataError, UsageError
 from tss_keras.files import save_model, write_json, write_text
+from tss_keras.layout import label_png
 from tss_keras.models.encoder import build_encoder
 from tss_keras.models.lnet import build_lnet
 from tss_keras.stages.base import Stage, seed_everything
+from tss_keras.stages.transfer import DIFFUSION_SETTINGS, calibrate_transfer
+from tss_keras.training.distribute import barrier
 from tss_keras.training.lnet_model import LNetTrainer
 from tss_keras.training.loop import TrainingLoop
 from tss_keras.training.optimizers import make_optimizer
@@ -20,7 +23,8 @@ from tss_keras.training.summaries import first_images, lnet_image_hook
 from tss_keras.transfer.calibration import holdout_ids
 from tss_keras.transfer.evaluate import (MISSED_SHARE, fit_position_prior, lnet_health,
                                          missed_classes)
-from tss_keras.transfer.label_transfer import LabelTransfer, LNetInput
+from tss_keras.transfer.label_transfer import LabelTransfer, LNetInput, label_transfer_for
+from tss_keras.transfer.pseudo_labels import generate_pseudo_labels
 
 SUMMARY_IMAGES = 200  # eval-split images the L-Net's summary is measured on, at most
 # What a trained encoder depends on (the L-Net's and the P-Net's alike).
@@ -74,7 +78,8 @@ class LNetStage(Stage):
     name = "lnet"
     settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_head_channels",
                                    "lnet_cam_pooling", "lnet_image_size", "lnet_cam_pixel_weight",
-                                   "lnet_presence_weight", "calibrate", "calibration_images")
+                                   "lnet_presence_weight", "lnet_rounds", "calibrate",
+                                   "calibration_images")
 
     def upstream(self, config):
         return "data"
@@ -85,9 +90,14 @@ class LNetStage(Stage):
     def owned_paths(self, layout):
         return [layout.stage_dir("lnet")]
 
+    def depends_on(self, config):
+        """Rounds after the first learn from pseudo-labels, so they depend on diffusion too."""
+        if config.lnet.lnet_rounds > 1:
+            return self.settings + DIFFUSION_SETTINGS
+        return self.settings
+
     def run(self, context):
-        config, layout, strategy = context.config, context.layout, context.strategy
-        seed_everything(config.train.seed)
+        config, layout = context.config, context.layout
         training_set = context.training_set
         num_classes = training_set.num_classes
         mask_examples, mask_classes, own_classes = mask_stream_examples(config, training_set)
@@ -100,8 +110,41 @@ class LNetStage(Stage):
             write_text(layout.calibration_ids, "".join(f"{i}\n" for i in sorted(held_out)))
         label_examples = [WeakExample(r.image_id, r.image_path, r.labels)
                           for r in training_set.records if r.image_id not in held_out]
-        data = config.data
         sizes = LNetInput(canonical_image_size(config, training_set))
+        lnet = self._train_round(context, 1, mask_examples, mask_classes, own_classes,
+                                 label_examples, sizes)
+        for number in range(2, config.lnet.lnet_rounds + 1):
+            labels_dir = layout.lnet_round_labels(number)
+            self._label_weak_pool(context, lnet, sizes, held_out, labels_dir, number)
+            # The weak images join the mask stream with the previous round's pseudo-labels
+            # (only their foreground teaches the agnostic head). Their classes are a guess,
+            # so no mask's labels train the classifier in these rounds.
+            weak_masks = [StrongExample(e.image_id, e.image_path,
+                                        label_png(labels_dir, e.image_id), e.labels)
+                          for e in training_set.pools.weak]
+            lnet = self._train_round(context, number, list(mask_examples) + weak_masks,
+                                     max(mask_classes, num_classes), False, label_examples,
+                                     sizes)
+        if context.cluster.is_chief:
+            sizes.write(layout.lnet_input)
+            prior = fit_position_prior(mask_examples, mask_classes)
+            self._summarize(context, lnet, sizes.image_size, num_classes, prior)
+            save_model(lnet, layout.lnet_model)
+        return layout.lnet_model
+
+    @staticmethod
+    def _train_round(context, number, mask_examples, mask_classes, own_classes, label_examples,
+                     sizes):
+        """Trains a new L-Net for ``--lnet_steps`` (round ``number``) and returns it.
+
+        ``mask_examples`` teach the agnostic head (and, with ``own_classes``,
+        the classifier and the CAMs' per-pixel loss); ``label_examples`` teach
+        the classifier from image labels.
+        """
+        config, layout, strategy = context.config, context.layout, context.strategy
+        seed_everything(config.train.seed)
+        num_classes = context.training_set.num_classes
+        data = config.data
         batch = per_replica_batch(data.batch_size, strategy)
         stream = dict(crop_size=data.crop_size, batch_size=batch, min_scale=data.min_scale,
                       max_scale=data.max_scale, seed=config.train.seed,
@@ -134,26 +177,53 @@ class LNetStage(Stage):
                 config.train.weight_decay), mixed)
             trainer.compile(optimizer=optimizer)
             optimizer.build(lnet.trainable_variables)
-        context.say(f"L-Net: {len(mask_examples)} masked images "
-                    f"({'agnostic set' if data.agnostic_data_dir else 'strong pool'}), "
-                    f"{len(label_examples)} labelled images, {len(held_out)} held out for "
+        rounds = config.lnet.lnet_rounds
+        source = ("agnostic set" if data.agnostic_data_dir else "strong pool") if number == 1 \
+            else "strong masks and the weak pool's pseudo-labels"
+        context.say(f"L-Net{f' round {number}/{rounds}' if rounds > 1 else ''}: "
+                    f"{len(mask_examples)} masked images ({source}), "
+                    f"{len(label_examples)} labelled images, "
+                    f"{len(context.training_set.records) - len(label_examples)} held out for "
                     f"calibration, images at long side {sizes.image_size}, "
                     f"{strategy.num_replicas_in_sync} replica(s)")
         hooks = []
+        log_dir = layout.lnet_round_logs(number)
         if context.cluster.is_chief:
             sample = first_images(weak_dataset(label_examples, num_classes, **labelled))
-            hooks.append(lnet_image_hook(lnet, sample, os.path.join(layout.logs("lnet"),
-                                                                    "images")))
+            hooks.append(lnet_image_hook(lnet, sample, os.path.join(log_dir, "images")))
+        name = "lnet" if number == 1 else f"lnet round {number}"
         TrainingLoop(strategy, trainer, make_stream, config.lnet.lnet_steps,
-                     layout.checkpoints("lnet"), {"model": lnet, "optimizer": optimizer},
-                     config.train.checkpoint_every, layout.logs("lnet"), context.cluster,
-                     name="lnet", jit_compile=config.train.xla, hooks=hooks).run()
-        if context.cluster.is_chief:
-            sizes.write(layout.lnet_input)
-            prior = fit_position_prior(mask_examples, mask_classes)
-            self._summarize(context, lnet, sizes.image_size, num_classes, prior)
-            save_model(lnet, layout.lnet_model)
-        return layout.lnet_model
+                     layout.lnet_round_checkpoints(number),
+                     {"model": lnet, "optimizer": optimizer},
+                     config.train.checkpoint_every, log_dir, context.cluster,
+                     name=name, jit_compile=config.train.xla, hooks=hooks).run()
+        return lnet
+
+    @staticmethod
+    def _label_weak_pool(context, lnet, sizes, held_out, labels_dir, number):
+        """The weak pool's pseudo-labels from ``lnet``, written to ``labels_dir``.
+
+        Made as the transfer stage makes them (prototypes, calibration when
+        asked, the --diffusion_* values); finished files are kept, so a resumed
+        run goes on where it stopped.
+        """
+        config, cluster = context.config, context.cluster
+        training_set = context.training_set
+        if all(os.path.isfile(label_png(labels_dir, e.image_id))
+               for e in training_set.pools.weak):
+            return  # a resumed run: the previous round's labels are all there
+        transfer = label_transfer_for(lnet, sizes.image_size, config, training_set, held_out,
+                                      verbose=cluster.is_chief)
+        calibrate_transfer(context, transfer, held_out)
+        if cluster.is_chief:
+            context.say(f"L-Net round {number - 1}'s pseudo-labels for round {number} -> "
+                        f"{labels_dir}")
+        generate_pseudo_labels(transfer, training_set.pools.weak, context.layout,
+                               training_set.num_classes, cluster.worker_index,
+                               cluster.num_workers, verbose=int(cluster.is_chief),
+                               out_dir=labels_dir,
+                               log_dir=context.layout.lnet_round_logs(number))
+        barrier(context.strategy)
 
     @staticmethod
     def _summarize(context, lnet, image_size, num_classes, prior):

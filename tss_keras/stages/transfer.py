@@ -12,12 +12,38 @@ from tss_keras.transfer.label_transfer import load_label_transfer
 from tss_keras.transfer.pseudo_labels import generate_pseudo_labels, summarize_pseudo_labels
 
 
+DIFFUSION_SETTINGS = tuple(f.name for f in dataclasses.fields(DiffusionConfig))
+
+
 def read_ids(path):
     """Ids listed one per line (an empty list if the file does not exist)."""
     if not os.path.isfile(path):
         return []
     with open(path, encoding="utf-8") as f:
         return [line.strip() for line in f if line.strip()]
+
+
+def calibrate_transfer(context, transfer, held_out):
+    """With --calibrate, sets ``transfer.params`` to the values that score best on ``held_out``.
+
+    Returns the calibration report, or None when calibration is off or had no
+    held-out strong images (a message says so).
+    """
+    diffusion, training_set = context.config.diffusion, context.training_set
+    if not diffusion.calibrate:
+        return None
+    if not held_out:
+        context.say("Calibration skipped: no strong images were held out of L-Net training "
+                    "(too few strong images, or the 0 % setting); using the --diffusion_* "
+                    "values.")
+        return None
+    records = [r for r in training_set.records if r.image_id in held_out]
+    transfer.params, report = calibrate(transfer, records, training_set.num_classes,
+                                        transfer.params)
+    context.say(f"Calibration on {report['images']} held-out strong images: "
+                f"{report['chosen']} -> mIoU {report['miou_void_as_background']:.3f} "
+                f"(void as background), coverage {report['coverage']:.3f}")
+    return report
 
 
 class TransferStage(Stage):
@@ -28,7 +54,7 @@ class TransferStage(Stage):
     """
 
     name = "transfer"
-    settings = tuple(f.name for f in dataclasses.fields(DiffusionConfig))
+    settings = DIFFUSION_SETTINGS
 
     def upstream(self, config):
         return "lnet"
@@ -48,23 +74,14 @@ class TransferStage(Stage):
         config, layout, cluster = context.config, context.layout, context.cluster
         training_set = context.training_set
         num_classes = training_set.num_classes
-        diffusion = config.diffusion
         held_out = set(read_ids(layout.calibration_ids))
         transfer = load_label_transfer(layout, config, training_set, held_out,
                                        verbose=cluster.is_chief)
         summary = {"image_size": transfer.image_size,
                    "diffusion": dataclasses.asdict(transfer.params)}
-        if diffusion.calibrate and held_out:
-            records = [r for r in training_set.records if r.image_id in held_out]
-            transfer.params, report = calibrate(transfer, records, num_classes, transfer.params)
+        report = calibrate_transfer(context, transfer, held_out)
+        if report:
             summary.update(diffusion=dataclasses.asdict(transfer.params), calibration=report)
-            context.say(f"Calibration on {report['images']} held-out strong images: "
-                        f"{report['chosen']} -> mIoU {report['miou_void_as_background']:.3f} "
-                        f"(void as background), coverage {report['coverage']:.3f}")
-        elif diffusion.calibrate:
-            context.say("Calibration skipped: no strong images were held out of L-Net training "
-                        "(too few strong images, or the 0 % setting); using the --diffusion_* "
-                        "values.")
         written, skipped = generate_pseudo_labels(
             transfer, training_set.pools.weak, layout, num_classes, cluster.worker_index,
             cluster.num_workers, verbose=int(cluster.is_chief))

@@ -2,8 +2,9 @@
 
 from tss_keras.transfer.calibration import calibrate
 from tss_keras.transfer.diffusion import DiffusionParams
-from tss_keras.transfer.label_transfer import LabelTransfer, load_label_transfer
+from tss_keras.transfer.label_transfer import (LabelTransfer, label_transfer_for,
+                                               load_label_transfer)
 from tss_keras.transfer.pseudo_labels import generate_pseudo_labels
 
 __all__ = ["DiffusionParams", "LabelTransfer", "calibrate", "generate_pseudo_labels",
-           "load_label_transfer"]
+           "label_transfer_for", "load_label_transfer"]

@@ -230,12 +230,20 @@ def load_label_transfer(layout, config, training_set, held_out=(), verbose=False
     calibration images, which must stay unseen) and the weak pool's
     single-label images.
     """
-    from tss_keras.transfer.prototypes import class_prototypes
-
     lnet = keras.saving.load_model(layout.lnet_model, safe_mode=True)
     sizes = LNetInput.read(layout.lnet_input)
+    return label_transfer_for(lnet, sizes.image_size, config, training_set, held_out, verbose)
+
+
+def label_transfer_for(lnet, image_size, config, training_set, held_out=(), verbose=False):
+    """The LabelTransfer of an L-Net trained at ``image_size``, with its class prototypes.
+
+    As ``load_label_transfer``, for an L-Net in memory (the lnet stage's rounds).
+    """
+    from tss_keras.transfer.prototypes import class_prototypes
+
     transfer = LabelTransfer.from_config(lnet, training_set.num_classes, config.diffusion,
-                                         sizes.image_size)
+                                         image_size)
     strong = [r for r in training_set.records if r.mask_path is not None
               and r.image_id in {e.image_id for e in training_set.pools.strong}
               and r.image_id not in set(held_out)]

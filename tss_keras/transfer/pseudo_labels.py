@@ -12,12 +12,13 @@ from tss_keras.data.pipeline import multi_hot
 from tss_keras.data.voc import image_size, read_image
 from tss_keras.errors import UsageError
 from tss_keras.files import write_json
+from tss_keras.layout import label_png
 from tss_keras.progress import Progress
 from tss_keras.transfer.label_transfer import canonical_size
 
 
 def generate_pseudo_labels(transfer, examples, layout, num_classes, shard_index=0, num_shards=1,
-                           verbose=1, log_images=4, batch_size=8):
+                           verbose=1, log_images=4, batch_size=8, out_dir=None, log_dir=None):
     """Writes ``<model_dir>/pseudo_labels/<id>.png`` for this shard's weak examples.
 
     Images that share a canonical size go through the L-Net in batches of
@@ -32,21 +33,28 @@ def generate_pseudo_labels(transfer, examples, layout, num_classes, shard_index=
         layout: the run's RunLayout.
         num_classes: K + 1.
         shard_index, num_shards: this worker's share (every num_shards-th example).
+        out_dir: where the PNGs go instead (default ``layout.pseudo_label_dir``).
+        log_dir: their TensorBoard folder instead (default ``layout.logs("transfer")``).
 
     Returns:
         (written, skipped) counts of this shard.
     """
     if not examples:
         raise UsageError("--strong_classes: the weak pool is empty; nothing to transfer")
-    os.makedirs(layout.pseudo_label_dir, exist_ok=True)
+    out_dir = out_dir or layout.pseudo_label_dir
+    os.makedirs(out_dir, exist_ok=True)
+
+    def path(example):
+        return label_png(out_dir, example.image_id)
+
     mine = list(examples)[shard_index::num_shards]
-    todo = [e for e in mine if not os.path.isfile(layout.pseudo_label(e.image_id))]
+    todo = [e for e in mine if not os.path.isfile(path(e))]
     groups = {}
     for example in todo:
         height, width = image_size(example.image_path)
         groups.setdefault(canonical_size(height, width, transfer.image_size), []).append(example)
     progress = Progress(len(mine), "transfer", "image", enabled=bool(verbose))
-    writer = tf.summary.create_file_writer(layout.logs("transfer"))
+    writer = tf.summary.create_file_writer(log_dir or layout.logs("transfer"))
     done = len(mine) - len(todo)
     if verbose and todo:
         print(f"transfer: {len(todo)} images at {len(groups)} canonical size(s); the first "
@@ -60,7 +68,7 @@ def generate_pseudo_labels(transfer, examples, layout, num_classes, shard_index=
             results = transfer.labels(transfer.view(images), labels,
                                       [i.shape[:2] for i in images])
             for example, image, label in zip(batch, images, results):
-                save_palette_png(layout.pseudo_label(example.image_id), label)
+                save_palette_png(path(example), label)
                 written = done - (len(mine) - len(todo))
                 if written < log_images:
                     with writer.as_default():
