@@ -313,7 +313,7 @@ def test_a_second_lnet_round_learns_the_weak_images_foreground_from_the_first(sy
 
     model_dir = str(tmp_path / "run")
     result = run_module("trainers.run", *_flags(synth_dir, model_dir, "--lnet_rounds=2",
-                                                "--stages=data,lnet"))
+                                                "--cpu_replicas=2", "--stages=data,lnet"))
     assert result.returncode == 0, result.stderr[-3000:]
     layout = RunLayout(model_dir)
     training_set = load_training_set(RunConfig.read(model_dir).data, verbose=False)
@@ -323,7 +323,7 @@ def test_a_second_lnet_round_learns_the_weak_images_foreground_from_the_first(sy
     assert sorted(os.listdir(labels_dir)) == sorted(e.image_id + ".png" for e in weak)
     with Image.open(os.path.join(labels_dir, weak[0].image_id + ".png")) as png:
         assert png.mode == "P" and png.size == Image.open(weak[0].image_path).size
-    # round 2 is a new L-Net whose masks are the strong pool's and the weak pool's
+    # round 2 is a new L-Net (2 replicas here) whose masks are the strong and weak pools'
     assert "L-Net round 1/2: " + f"{len(strong)} masked images (strong pool)" in result.stdout
     assert (f"L-Net round 2/2: {len(strong) + len(weak)} masked images (strong masks and the "
             f"weak pool's pseudo-labels)") in result.stdout
