@@ -118,7 +118,8 @@ class LNetStage(Stage):
             self._label_weak_pool(context, lnet, sizes, held_out, labels_dir, number)
             # The weak images join the mask stream with the previous round's pseudo-labels
             # (only their foreground teaches the agnostic head). Their classes are a guess,
-            # so no mask's labels train the classifier in these rounds.
+            # so no mask's labels train the classifier in these rounds (keeping the strong
+            # masks' class losses scored worse on `photo`, `shared` and `wide`; README).
             weak_masks = [StrongExample(e.image_id, e.image_path,
                                         label_png(labels_dir, e.image_id), e.labels)
                           for e in training_set.pools.weak]
