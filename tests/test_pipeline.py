@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import STRONG
-from tss_keras.data.pipeline import augment, eval_dataset, strong_dataset, weak_dataset, zip_streams
+from tss_keras.data.pipeline import (augment, color_jitter, eval_dataset, strong_dataset,
+                                     weak_dataset, zip_streams)
 from tss_keras.data.pools import build_pools, parse_strong_classes
 from tss_keras.data.voc import load_split
 
@@ -149,3 +150,30 @@ def test_seeded_streams_are_the_same_every_time(pools, class_names):
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_colour_jitter_changes_only_the_images_colours_and_is_seeded(pools, class_names):
+    """--lnet_color_jitter: the same crops and masks as without it, other colours."""
+    def first_batches(jitter, seed=5):
+        ds = strong_dataset(pools.strong, len(class_names), (40, 40), 4, seed=seed, jitter=jitter)
+        return [(b["image"].numpy(), b["mask"].numpy()) for b, _ in zip(ds, range(3))]
+    plain, jittered, again = first_batches(0.0), first_batches(0.5), first_batches(0.5)
+    for (plain_image, plain_mask), (image, mask), (image_again, _) in zip(plain, jittered, again):
+        np.testing.assert_array_equal(mask, plain_mask)
+        np.testing.assert_array_equal(image, image_again)
+        assert 0.0 <= image.min() and image.max() <= 255.0
+        assert np.abs(image - plain_image).mean() > 5.0
+
+
+def test_colour_jitter_turns_the_hue_but_keeps_the_image_structure():
+    image = np.zeros((16, 16, 3), np.float32)
+    image[4:12, 4:12] = (200.0, 40.0, 40.0)  # a red square on black
+    hues = set()
+    for i in range(8):
+        out = color_jitter(tf.constant(image), 1.0, tf.constant([i, 0], tf.int64)).numpy()
+        inside, outside = out[4:12, 4:12].reshape(-1, 3), out[:4].reshape(-1, 3)
+        assert np.ptp(inside, axis=0).max() < 1e-3  # a flat square stays flat
+        assert inside.sum(axis=1).mean() > outside.sum(axis=1).mean()
+        hues.add(int(np.argmax(inside[0])))
+    assert len(hues) >= 2  # the dominant channel is not always red any more
+    np.testing.assert_array_equal(color_jitter(tf.constant(image), 0.0).numpy(), image)

@@ -36,6 +36,7 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_head_channels": 128,
     "lnet_cam_pooling": "avg",
     "lnet_rounds": 1,
+    "lnet_color_jitter": 0.0,
     "diffusion_color_model": 0.0,
     "diffusion_saliency": 0.0,
     "diffusion_class_presence": 0.0,
@@ -139,6 +140,10 @@ class LNetConfig:
         1, "L-Net training rounds. Each round after the first trains a new L-Net whose "
            "agnostic head also learns the weak images' foreground from the previous round's "
            "pseudo-labels (made with the --diffusion_* values).")
+    lnet_color_jitter: float = setting(
+        0.0, "Strength (0 to 1) of random hue, saturation, brightness and contrast on the "
+             "images that teach the agnostic head, so it cannot tell foreground by the strong "
+             "classes' colours (0: off; 1: any hue).")
 
 
 @dataclasses.dataclass

@@ -3,9 +3,9 @@
 Decoding goes through PIL inside ``tf.numpy_function`` so palette indices are
 read exactly and a bad file raises a DataError that names it. Augmentation is
 TF ops: random scale, pad (255 for labels, the mean colour for images),
-random crop, horizontal flip. Label maps are only ever resized with nearest
-neighbour, so a void pixel never becomes a class and a class pixel becomes
-void only where padding is added.
+random crop, horizontal flip, and optionally colour jitter. Label maps are
+only ever resized with nearest neighbour, so a void pixel never becomes a
+class and a class pixel becomes void only where padding is added.
 """
 
 import numpy as np
@@ -15,6 +15,7 @@ from tss_keras.constants import IMAGENET_MEAN_RGB, VOID_LABEL
 from tss_keras.data.voc import read_image, read_mask
 
 AUTOTUNE = tf.data.AUTOTUNE
+JITTER_STREAM = 1  # folded into an element's seed, so colour jitter is independent of cropping
 
 
 def multi_hot(labels, num_classes):
@@ -126,6 +127,26 @@ def augment(image, labels, crop_size, min_scale=0.5, max_scale=2.0, flip=True, s
     return image, labels
 
 
+def color_jitter(image, strength, seed=None):
+    """Random hue, saturation, brightness and contrast of a float image in 0..255.
+
+    ``strength`` in [0, 1] scales every range: at 1 the hue turns by up to
+    half the colour circle either way (any hue), saturation and contrast
+    scale by 0-2x and 0.5-1.5x, brightness moves by up to a quarter of the
+    range. ``seed``: as in ``augment``.
+    """
+    if not strength:
+        return image
+    seeds = _op_seeds(seed, 4)
+    unit = image / 255.0
+    unit = tf.image.stateless_random_hue(unit, 0.5 * strength, seeds[0])
+    unit = tf.image.stateless_random_saturation(unit, 1.0 - strength, 1.0 + strength, seeds[1])
+    unit = tf.image.stateless_random_brightness(unit, 0.25 * strength, seeds[2])
+    unit = tf.image.stateless_random_contrast(unit, 1.0 - 0.5 * strength, 1.0 + 0.5 * strength,
+                                              seeds[3])
+    return tf.clip_by_value(unit, 0.0, 1.0) * 255.0
+
+
 def whole_image(image, crop_size, base_size=None, min_scale=0.5, flip=True, seed=None):
     """The whole image, randomly scaled to fit inside the crop and placed at a random offset.
 
@@ -207,13 +228,14 @@ def _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_ind
 
 def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, max_scale=2.0,
                    shuffle=True, repeat=True, seed=None, shard_index=0, num_shards=1,
-                   base_size=None):
+                   base_size=None, jitter=0.0):
     """Training stream of the strong pool: (image, mask) batches.
 
     Yields ``{"image": float32 [B, h, w, 3] 0..255, "mask": uint8 [B, h, w, 1]}``.
     With ``num_shards`` > 1 it reads only every ``num_shards``-th example from
     ``shard_index`` (one replica's share), with its own augmentation seed.
     With ``base_size``, scales are relative to the image at that long side.
+    ``jitter``: the strength of ``color_jitter`` (0: none).
     """
     if not examples:
         raise ValueError("strong pool is empty")
@@ -224,7 +246,9 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
         image, mask = decode_image_and_mask(image_path, mask_path, num_classes)
         image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale,
                                  seed=element_seed, base_size=base_size)
-        return {"image": image, "mask": mask}
+        jitter_seed = None if element_seed is None else tf.random.experimental.stateless_fold_in(
+            element_seed, JITTER_STREAM)
+        return {"image": color_jitter(image, jitter, jitter_seed), "mask": mask}
 
     return _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index,
                             num_shards)

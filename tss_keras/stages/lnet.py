@@ -78,8 +78,8 @@ class LNetStage(Stage):
     name = "lnet"
     settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_head_channels",
                                    "lnet_cam_pooling", "lnet_image_size", "lnet_cam_pixel_weight",
-                                   "lnet_presence_weight", "lnet_rounds", "calibrate",
-                                   "calibration_images")
+                                   "lnet_presence_weight", "lnet_rounds", "lnet_color_jitter",
+                                   "calibrate", "calibration_images")
 
     def upstream(self, config):
         return "data"
@@ -158,7 +158,8 @@ class LNetStage(Stage):
         def make_stream(shard_index, num_shards):
             return zip_streams(
                 strong_dataset(mask_examples, mask_classes, shard_index=shard_index,
-                               num_shards=num_shards, **stream),
+                               num_shards=num_shards, jitter=config.lnet.lnet_color_jitter,
+                               **stream),
                 weak_dataset(label_examples, num_classes, shard_index=shard_index,
                              num_shards=num_shards, **labelled))
 
