@@ -9,8 +9,8 @@ Per domain (tss_keras.data.domains) and seed, with one schedule (the flag file's
   <design>    TS3 on strong masks + pseudo-labels; "none" is --lambda_adv=0, the others
               --discriminator=<design> with the flag file's --lambda_adv.
 The L-Net and pseudo-labels come from --work_dir/<domain>/run (what
-benchmarks/label_transfer.py trained, with or without its --calibrate; trained
-here if absent); the pseudo-labels use the --diffusion_* values (pass
+benchmarks/label_transfer.py trained, reused with the L-Net flags it was trained
+with, e.g. --calibrate or --lnet_rounds=2; trained here if absent); the pseudo-labels use the --diffusion_* values (pass
 --calibrate to calibrate them instead). Reports
 mIoU over the weak and strong classes on the val split, their ratio to the
 baseline, and the P-Net's weak mIoU on its own weak training images next to
@@ -41,17 +41,27 @@ def trainer(log, flagfile, data_dir, model_dir, *extra):
         subprocess.run(command, check=True, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
-def lnet_held_out_strong_images(model_dir):
-    """Whether the L-Net in ``model_dir`` was trained with --calibrate (strong images held out).
+def recorded_lnet_flags(model_dir):
+    """The flags that name the L-Net already in ``model_dir`` as it was trained.
 
-    benchmarks/label_transfer.py documents ``--calibrate``, so its L-Nets hold strong images
-    out; the lnet stage has to be named with the same setting to be reused rather than refused,
-    while the transfer stage here uses the fixed --diffusion_* values unless told otherwise.
+    benchmarks/label_transfer.py trains its L-Nets with ``--calibrate`` (strong images held
+    out) and perhaps other L-Net flags (``--lnet_rounds=2``, ``--lnet_color_jitter``, a
+    ``--seed``); the lnet stage has to be named with the same settings to be reused rather
+    than refused. Only the lnet stage call gets them: the transfer stage here uses this
+    script's own flags (the fixed --diffusion_* values unless told otherwise). Empty if no
+    L-Net is there.
     """
+    from tss_keras.config import RunConfig
+    from tss_keras.config_flags import settings_as_flags
     from tss_keras.layout import RunLayout
+    from tss_keras.stages.lnet import LNetStage
     from tss_keras.stages.orchestrator import read_recorded
 
-    return bool(read_recorded(RunLayout(model_dir)).get("lnet", {}).get("calibrate", False))
+    recorded = read_recorded(RunLayout(model_dir)).get("lnet", {})
+    if not recorded:
+        return []
+    own = LNetStage().depends_on(RunConfig().replace(lnet_rounds=recorded.get("lnet_rounds", 1)))
+    return settings_as_flags({k: v for k, v in recorded.items() if k in own})
 
 
 def results(model_dir):
@@ -116,8 +126,8 @@ def main():
             generate_domain(domain, data_dir)
         common = [f"--strong_classes={','.join(strong_classes(domain))}", *extra]
         lnet_flags = [f for f in common if not f.startswith(("--d_", "--lambda", "--discriminator"))]
-        reuse = ["--calibrate"] if lnet_held_out_strong_images(run) else []
-        trainer(log, args.flagfile, data_dir, run, "--stages=data,lnet", *lnet_flags, *reuse)
+        trainer(log, args.flagfile, data_dir, run, "--stages=data,lnet",
+                *recorded_lnet_flags(run), *lnet_flags)
         trainer(log, args.flagfile, data_dir, run, "--stages=transfer", *lnet_flags)
         rows = {}
         for seed in seeds:

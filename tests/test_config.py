@@ -9,7 +9,7 @@ from absl import flags
 
 from conftest import ROOT
 from tss_keras import config as cfg
-from tss_keras.config_flags import config_from_flags, define_flags
+from tss_keras.config_flags import config_from_flags, define_flags, settings_as_flags
 from tss_keras.errors import DataError, UsageError
 
 
@@ -82,6 +82,17 @@ def test_settings_are_checked_before_any_work(argv, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace("]", r"\]")):
         config_from_flags(values)
+
+
+def test_recorded_settings_written_back_as_flags_give_the_same_config():
+    """settings_as_flags: what stages.json records, as flags that name the same run."""
+    config = cfg.RunConfig().replace(data_dir="d", model_dir="m", crop_size=(64, 48),
+                                     aspp_rates=(1, 2), calibrate=True, synthetic_data=False,
+                                     lnet_rounds=2, lnet_color_jitter=0.5, transfer_scales=(1.0, 1.5),
+                                     lnet_cam_pooling="lse", num_gpus=None)
+    flags_back = settings_as_flags(json.loads(json.dumps(config.settings())))
+    assert "--calibrate" in flags_back and "--nosynthetic_data" in flags_back
+    assert config_from_flags(_flag_values(*flags_back)).settings() == config.settings()
 
 
 def test_demo_flags_parse_as_the_quickstart_uses_them():

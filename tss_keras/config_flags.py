@@ -107,6 +107,29 @@ def _value(field, flag_values):
     return value
 
 
+def settings_as_flags(settings):
+    """Command-line flags that set ``settings`` ({name: value}, as stages.json records them).
+
+    Booleans become ``--name`` / ``--noname``, lists comma-separated values;
+    None (not set) is left out.
+
+    Example:
+        >>> settings_as_flags({"lnet_rounds": 2, "calibrate": True, "crop_size": [96, 96]})
+        ['--lnet_rounds=2', '--calibrate', '--crop_size=96,96']
+    """
+    result = []
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            result.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, (list, tuple)):
+            result.append(f"--{name}={','.join(str(v) for v in value)}")
+        else:
+            result.append(f"--{name}={value}")
+    return result
+
+
 def config_from_flags(flag_values=flags.FLAGS, base=None):
     """Builds a validated RunConfig from parsed flags.
 
