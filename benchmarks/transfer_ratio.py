@@ -10,8 +10,9 @@ Per domain (tss_keras.data.domains) and seed, with one schedule (the flag file's
               --discriminator=<design> with the flag file's --lambda_adv.
 The L-Net and pseudo-labels come from --work_dir/<domain>/run (what
 benchmarks/label_transfer.py trained, reused with the L-Net flags it was trained
-with, e.g. --calibrate or --lnet_rounds=2; trained here if absent); the pseudo-labels use the --diffusion_* values (pass
---calibrate to calibrate them instead). Reports
+with, e.g. --calibrate or --lnet_rounds=2; trained here if absent); the
+pseudo-labels use the --diffusion_* values (pass --calibrate to calibrate them
+instead). Reports
 mIoU over the weak and strong classes on the val split, their ratio to the
 baseline, and the P-Net's weak mIoU on its own weak training images next to
 the quality of the pseudo-labels it learned from (masks read here only, for

@@ -88,8 +88,9 @@ def test_recorded_settings_written_back_as_flags_give_the_same_config():
     """settings_as_flags: what stages.json records, as flags that name the same run."""
     config = cfg.RunConfig().replace(data_dir="d", model_dir="m", crop_size=(64, 48),
                                      aspp_rates=(1, 2), calibrate=True, synthetic_data=False,
-                                     lnet_rounds=2, lnet_color_jitter=0.5, transfer_scales=(1.0, 1.5),
-                                     lnet_cam_pooling="lse", num_gpus=None)
+                                     lnet_rounds=2, lnet_color_jitter=0.5,
+                                     transfer_scales=(1.0, 1.5), lnet_cam_pooling="lse",
+                                     num_gpus=None)
     flags_back = settings_as_flags(json.loads(json.dumps(config.settings())))
     assert "--calibrate" in flags_back and "--nosynthetic_data" in flags_back
     assert config_from_flags(_flag_values(*flags_back)).settings() == config.settings()
