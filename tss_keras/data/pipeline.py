@@ -15,7 +15,7 @@ from tss_keras.constants import IMAGENET_MEAN_RGB, VOID_LABEL
 from tss_keras.data.voc import read_image, read_mask
 
 AUTOTUNE = tf.data.AUTOTUNE
-JITTER_STREAM = 1  # folded into an element's seed, so colour jitter is independent of cropping
+JITTER_STREAM = 1  # _op_seeds stream of colour jitter (augment's is 0)
 
 
 def multi_hot(labels, num_classes):
@@ -63,17 +63,21 @@ def resize_label(label, size):
     return tf.image.resize(label, size, method="nearest")
 
 
-def _op_seeds(seed, count):
+def _op_seeds(seed, count, stream=0):
     """``count`` stateless-op seeds from an element seed.
 
     Stateless ops with a seed per element make augmentation independent of
     the order in which parallel ``map`` calls run, so a seeded stream is the
     same every time. ``seed``: an int, a [2] tensor, or None (random).
+    ``stream`` > 0 folds that number into the seed first, so that another
+    augmentation of the same element draws independently of ``augment``.
     """
     if seed is None:
         seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int64)
     elif isinstance(seed, int):
         seed = tf.constant([seed, 0], tf.int64)
+    if stream:
+        seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), stream)
     return tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), count))
 
 
@@ -133,11 +137,12 @@ def color_jitter(image, strength, seed=None):
     ``strength`` in [0, 1] scales every range: at 1 the hue turns by up to
     half the colour circle either way (any hue), saturation and contrast
     scale by 0-2x and 0.5-1.5x, brightness moves by up to a quarter of the
-    range. ``seed``: as in ``augment``.
+    range. ``seed``: as in ``augment``; the same element seed as ``augment``'s
+    gives draws independent of its crop.
     """
     if not strength:
         return image
-    seeds = _op_seeds(seed, 4)
+    seeds = _op_seeds(seed, 4, stream=JITTER_STREAM)
     unit = image / 255.0
     unit = tf.image.stateless_random_hue(unit, 0.5 * strength, seeds[0])
     unit = tf.image.stateless_random_saturation(unit, 1.0 - strength, 1.0 + strength, seeds[1])
@@ -246,9 +251,7 @@ def strong_dataset(examples, num_classes, crop_size, batch_size, min_scale=0.5, 
         image, mask = decode_image_and_mask(image_path, mask_path, num_classes)
         image, (mask,) = augment(image, (mask,), crop_size, min_scale, max_scale,
                                  seed=element_seed, base_size=base_size)
-        jitter_seed = None if element_seed is None else tf.random.experimental.stateless_fold_in(
-            element_seed, JITTER_STREAM)
-        return {"image": color_jitter(image, jitter, jitter_seed), "mask": mask}
+        return {"image": color_jitter(image, jitter, element_seed), "mask": mask}
 
     return _training_stream(columns, load, batch_size, shuffle, repeat, seed, shard_index,
                             num_shards)
