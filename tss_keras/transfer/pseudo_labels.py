@@ -19,7 +19,7 @@ from tss_keras.transfer.label_transfer import canonical_size
 
 def generate_pseudo_labels(transfer, examples, layout, num_classes, shard_index=0, num_shards=1,
                            verbose=1, log_images=4, batch_size=8, out_dir=None, log_dir=None):
-    """Writes ``<model_dir>/pseudo_labels/<id>.png`` for this shard's weak examples.
+    """Writes this shard's weak pseudo-labels, ``<id>.png`` in ``<model_dir>/pseudo_labels/``.
 
     Images that share a canonical size go through the L-Net in batches of
     ``batch_size``. Files are palette PNGs at the image's own size with 255
