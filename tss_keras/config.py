@@ -147,7 +147,7 @@ class LNetConfig:
              "classes' colours (0: off; 1: any hue).")
     lnet_texture_swap: float = setting(
         0.0, "Share (0 to 1) of the images teaching the agnostic head whose objects are "
-             "filled with another image's pixels, so it has to find objects by their outline "
+             "filled with a random texture, so it has to find objects by their outline "
              "(0: off). Those images do not teach the classifier.")
 
 

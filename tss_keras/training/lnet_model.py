@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from tss_keras.training import losses
 from tss_keras.training.precision import apply_gradients, scale_loss
-from tss_keras.training.texture_swap import draw_swapped, swap_object_textures
+from tss_keras.training.texture_swap import swap_batch
 
 
 class LNetTrainer(keras.Model):
@@ -33,7 +33,7 @@ class LNetTrainer(keras.Model):
     the head answer on classes it has no masks for.
 
     *(choice)* With ``texture_swap`` > 0 that share of the mask batch's images
-    (in training) get another image's pixels inside their objects
+    (in training) get a random texture inside their objects
     (``tss_keras.training.texture_swap``): they teach the agnostic head only,
     since their classes can no longer be told by their look.
 
@@ -47,7 +47,7 @@ class LNetTrainer(keras.Model):
             encoder (gradients scaled; meant for SGD).
         presence_weight: weight of the presence loss on labelled images (0: off).
         texture_swap: share (0 to 1) of mask-batch images whose objects are
-            filled with another image's pixels in training (0: off).
+            filled with a random texture in training (0: off).
     """
 
     def __init__(self, lnet, num_classes, cls_weight=1.0, mask_labels_for_cls=True,
@@ -81,9 +81,8 @@ class LNetTrainer(keras.Model):
         # Weight of each mask-batch image in the class losses (texture-swapped ones: 0).
         class_weight = tf.ones([tf.shape(mask_images)[0]], tf.float32)
         if self.texture_swap and training:
-            swapped = draw_swapped(tf.shape(mask_images)[0], self.texture_swap,
-                                   self.optimizer.iterations)
-            mask_images = swap_object_textures(mask_images, mask_batch["mask"], swapped)
+            mask_images, swapped = swap_batch(mask_images, mask_batch["mask"],
+                                              self.texture_swap, self.optimizer.iterations)
             class_weight = 1.0 - tf.cast(swapped, tf.float32)
         # Two passes: the streams' images may differ in size (crops vs whole images).
         masked = self.lnet(mask_images, training=training)
