@@ -37,7 +37,6 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_cam_pooling": "avg",
     "lnet_rounds": 1,
     "lnet_color_jitter": 0.0,
-    "lnet_texture_swap": 0.0,
     "diffusion_color_model": 0.0,
     "diffusion_saliency": 0.0,
     "diffusion_class_presence": 0.0,
@@ -145,10 +144,6 @@ class LNetConfig:
         0.0, "Strength (0 to 1) of random hue, saturation, brightness and contrast on the "
              "images that teach the agnostic head, so it cannot tell foreground by the strong "
              "classes' colours (0: off; 1: any hue).")
-    lnet_texture_swap: float = setting(
-        0.0, "Share (0 to 1) of the images teaching the agnostic head whose objects are "
-             "filled with a random texture, so it has to find objects by their outline "
-             "(0: off). Those images do not teach the classifier.")
 
 
 @dataclasses.dataclass

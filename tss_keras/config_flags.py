@@ -183,9 +183,9 @@ def validate(config):
                          f"(got {settings['min_scale']}, {settings['max_scale']})")
     if settings["eval_scales"] and min(settings["eval_scales"]) <= 0:
         raise UsageError(f"--eval_scales: scales must be positive (got {settings['eval_scales']})")
-    for name in ("lnet_color_jitter", "lnet_texture_swap"):
-        if not 0 <= settings[name] <= 1:
-            raise UsageError(f"--{name}: must be between 0 and 1 (got {settings[name]})")
+    if not 0 <= settings["lnet_color_jitter"] <= 1:
+        raise UsageError(f"--lnet_color_jitter: must be between 0 and 1 "
+                         f"(got {settings['lnet_color_jitter']})")
     if settings["cpu_replicas"] < 0:
         raise UsageError(f"--cpu_replicas: must be 0 or more (got {settings['cpu_replicas']})")
     _check_honoured(settings)

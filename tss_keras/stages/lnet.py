@@ -79,7 +79,6 @@ class LNetStage(Stage):
     settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_head_channels",
                                    "lnet_cam_pooling", "lnet_image_size", "lnet_cam_pixel_weight",
                                    "lnet_presence_weight", "lnet_rounds", "lnet_color_jitter",
-                                   "lnet_texture_swap",
                                    "calibrate", "calibration_images")
 
     def upstream(self, config):
@@ -174,7 +173,6 @@ class LNetStage(Stage):
             trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes,
                                   cam_pixel_weight=config.lnet.lnet_cam_pixel_weight,
                                   presence_weight=config.lnet.lnet_presence_weight,
-                                  texture_swap=config.lnet.lnet_texture_swap,
                                   head_lr_multiplier=config.train.head_lr_multiplier)
             optimizer = with_loss_scaling(make_optimizer(
                 config.train.optimizer, config.lnet.lnet_lr, config.lnet.lnet_steps,

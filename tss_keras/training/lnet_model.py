@@ -5,7 +5,6 @@ import tensorflow as tf
 
 from tss_keras.training import losses
 from tss_keras.training.precision import apply_gradients, scale_loss
-from tss_keras.training.texture_swap import swap_batch
 
 
 class LNetTrainer(keras.Model):
@@ -32,11 +31,6 @@ class LNetTrainer(keras.Model):
     logits learn "foreground" (``losses.presence_bce_per_image``), which lets
     the head answer on classes it has no masks for.
 
-    *(choice)* With ``texture_swap`` > 0 that share of the mask batch's images
-    (in training) get a random texture inside their objects
-    (``tss_keras.training.texture_swap``): they teach the agnostic head only,
-    since their classes can no longer be told by their look.
-
     Args:
         lnet: the model from ``build_lnet``.
         num_classes: K + 1.
@@ -46,13 +40,10 @@ class LNetTrainer(keras.Model):
         head_lr_multiplier: the heads learn this many times faster than the
             encoder (gradients scaled; meant for SGD).
         presence_weight: weight of the presence loss on labelled images (0: off).
-        texture_swap: share (0 to 1) of mask-batch images whose objects are
-            filled with a random texture in training (0: off).
     """
 
     def __init__(self, lnet, num_classes, cls_weight=1.0, mask_labels_for_cls=True,
-                 cam_pixel_weight=0.0, head_lr_multiplier=1.0, presence_weight=0.0,
-                 texture_swap=0.0, **kwargs):
+                 cam_pixel_weight=0.0, head_lr_multiplier=1.0, presence_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.lnet = lnet
         self.num_classes = num_classes
@@ -60,7 +51,6 @@ class LNetTrainer(keras.Model):
         self.mask_labels_for_cls = mask_labels_for_cls
         self.cam_pixel_weight = cam_pixel_weight if mask_labels_for_cls else 0.0
         self.presence_weight = presence_weight
-        self.texture_swap = texture_swap
         from tss_keras.training.ts3_model import head_variable_paths
         self.head_boost = (head_lr_multiplier, head_variable_paths(lnet))
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -77,15 +67,8 @@ class LNetTrainer(keras.Model):
     def compute_losses(self, data, training):
         """Returns (total, agnostic, cls) batch-mean losses (unscaled)."""
         mask_batch, label_batch = data
-        mask_images = mask_batch["image"]
-        # Weight of each mask-batch image in the class losses (texture-swapped ones: 0).
-        class_weight = tf.ones([tf.shape(mask_images)[0]], tf.float32)
-        if self.texture_swap and training:
-            mask_images, swapped = swap_batch(mask_images, mask_batch["mask"],
-                                              self.texture_swap, self.optimizer.iterations)
-            class_weight = 1.0 - tf.cast(swapped, tf.float32)
         # Two passes: the streams' images may differ in size (crops vs whole images).
-        masked = self.lnet(mask_images, training=training)
+        masked = self.lnet(mask_batch["image"], training=training)
         labelled = self.lnet(label_batch["image"], training=training)
         agnostic = tf.reduce_mean(losses.agnostic_bce_per_image(masked["agnostic"],
                                                                 mask_batch["mask"]))
@@ -94,16 +77,14 @@ class LNetTrainer(keras.Model):
                 labelled["agnostic"], label_batch["labels"]))
         cls_per_image = losses.multilabel_bce_per_image(labelled["logits"],
                                                         label_batch["labels"])
-        weights = tf.ones_like(cls_per_image)
         if self.mask_labels_for_cls:
             mask_labels = losses.labels_from_mask(mask_batch["mask"], self.num_classes)
             cls_per_image = tf.concat([losses.multilabel_bce_per_image(
                 masked["logits"], mask_labels), cls_per_image], axis=0)
-            weights = tf.concat([class_weight, weights], axis=0)
-        cls = _weighted_mean(cls_per_image, weights)
+        cls = tf.reduce_mean(cls_per_image)
         if self.cam_pixel_weight:
-            cls += self.cam_pixel_weight * _weighted_mean(losses.cam_pixel_bce_per_image(
-                masked["cam"], mask_batch["mask"], self.num_classes), class_weight)
+            cls += self.cam_pixel_weight * tf.reduce_mean(losses.cam_pixel_bce_per_image(
+                masked["cam"], mask_batch["mask"], self.num_classes))
         return agnostic + self.cls_weight * cls, agnostic, cls
 
     def train_step(self, data):
@@ -117,8 +98,3 @@ class LNetTrainer(keras.Model):
         self.agnostic_tracker.update_state(agnostic)
         self.cls_tracker.update_state(cls)
         return {m.name: m.result() for m in self.metrics}
-
-
-def _weighted_mean(values, weights):
-    """sum(weights * values) / sum(weights) (0 when every weight is 0)."""
-    return tf.math.divide_no_nan(tf.reduce_sum(weights * values), tf.reduce_sum(weights))
