@@ -47,6 +47,24 @@ def test_flags_build_the_config_they_name():
     assert config.settings()["diffusion_radius"] == 4
 
 
+def test_every_diffusion_parameter_comes_from_its_flag():
+    from tss_keras.transfer.diffusion import DiffusionParams
+
+    config = cfg.DiffusionConfig()
+    flag_fields = {f.name: f for f in dataclasses.fields(config)}
+    changed = {}
+    for field in dataclasses.fields(DiffusionParams):
+        name = f"diffusion_{field.name}"
+        default = getattr(config, name)
+        if isinstance(default, str):
+            changed[name] = next(c for c in flag_fields[name].metadata["choices"] if c != default)
+        else:
+            changed[name] = type(default)(default + 1)
+    params = dataclasses.replace(config, **changed).params()
+    for field in dataclasses.fields(DiffusionParams):
+        assert getattr(params, field.name) == changed[f"diffusion_{field.name}"], field.name
+
+
 def test_run_config_json_round_trips():
     config = cfg.RunConfig(model_dir="m", stages=("pnet", "eval")).replace(
         data_dir="d", crop_size=(48, 64), backbone="tiny", lambda_adv=0.0, discriminator="matched",
