@@ -42,6 +42,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What the report keeps of self-calibration's report (tss_keras.transfer.calibration).
+CALIBRATION_KEYS = ("images", "chosen", "miou_void_as_background", "coverage", "win_share",
+                    "configured")
 sys.path.insert(0, ROOT)
 
 
@@ -81,8 +84,8 @@ def score_domain(data_dir, model_dir):
     held_out = set(read_ids(layout.calibration_ids))
     transfer = load_label_transfer(layout, config, training_set, held_out)
     calibration_records = [r for r in training_set.records if r.image_id in held_out]
-    calibrated, report = diffusion.params(), {"images": 0, "chosen": None,
-                                              "miou_void_as_background": None, "coverage": None}
+    calibrated, report = diffusion.params(), dict.fromkeys(CALIBRATION_KEYS)
+    report["images"] = 0
     if calibration_records:
         calibrated, report = calibrate(transfer, calibration_records, num_classes, calibrated)
     weak_ids = {e.image_id for e in training_set.pools.weak}
@@ -93,8 +96,8 @@ def score_domain(data_dir, model_dir):
     prior = fit_position_prior(list(training_set.pools.strong), num_classes)
     result = evaluate_label_transfer(transfer, weak_records, num_classes, variants,
                                      sorted(training_set.class_split.weak), prior)
-    result.update(num_weak_images=len(weak_records), calibration={
-        k: report[k] for k in ("images", "chosen", "miou_void_as_background", "coverage")})
+    result.update(num_weak_images=len(weak_records),
+                  calibration={k: report[k] for k in CALIBRATION_KEYS})
     return result
 
 

@@ -387,14 +387,53 @@ def test_calibration_picks_the_setting_that_is_clearly_better(tmp_path, holes,
     """Holes in the map + edge-aware features: diffusion fills them. Exact map + flat
     features: diffusion only blurs the boundary. Calibration must tell the two apart."""
     records = _calibration_case(str(tmp_path / "case"), holes)
-    base = DiffusionParams(features="features", cam_weight=0.0, confidence=0.3)
+    worse = 30 - expected_iterations  # configured: the other setting, which must be replaced
+    base = DiffusionParams(features="features", cam_weight=0.0, confidence=0.3, radius=4,
+                           anchor=0.0, iterations=worse)
     transfer = LabelTransfer(_FakeLNet(name="fake_lnet"), 3, base, image_size=48, grid=48)
-    grid = {"iterations": (0, 30), "radius": (4,), "anchor": (0.0,), "cam_weight": (0.0,),
-            "confidence": (0.3,)}
-    chosen, report = calibrate(transfer, records, 3, base, grid)
+    chosen, report = calibrate(transfer, records, 3, base, {"iterations": (0, 30)})
     assert chosen.iterations == expected_iterations, report["candidates"]
+    assert report["configured"]["iterations"] == worse and report["win_share"] >= 0.9
     scores = sorted(row["miou_void_as_background"] for row in report["candidates"])
-    assert scores[1] - scores[0] > 0.05  # the case is built so that one is clearly better
+    assert len(scores) == 2 and scores[1] - scores[0] > 0.05  # one is clearly better
+
+
+def _score(tp, fp, fn):
+    """One image's PseudoLabelScore for class 1: tp hits, fp false alarms, fn misses."""
+    from tss_keras.transfer.evaluate import PseudoLabelScore
+
+    score = PseudoLabelScore(2)
+    score.strict[:] = score.scored[:] = [[1000, fp], [fn, tp]]
+    score.covered = score.labelled = 1000 + fp + fn + tp
+    return score
+
+
+def test_calibration_keeps_the_configured_setting_against_a_lead_from_one_image(monkeypatch):
+    """``lucky`` beats the configured setting on one large image and loses on the seven
+    others, yet scores highest overall; ``steady`` is better on every image. Calibration
+    must pick ``steady``, and keep the configured values when ``steady`` is not offered."""
+    from types import SimpleNamespace
+
+    from tss_keras.transfer import calibration
+
+    configured = [_score(100, 100, 100)] + [_score(80, 10, 10)] * 7
+    lucky = [_score(280, 10, 10)] + [_score(70, 15, 15)] * 7
+    steady = [_score(150, 75, 75)] + [_score(85, 8, 7)] * 7
+    records = [SimpleNamespace(labels=frozenset({1}))] * 8
+    base = DiffusionParams(iterations=10)
+
+    def fake_scores(transfer, records, num_classes, settings):
+        by_iterations = {10: configured, 1: lucky, 2: steady}
+        return {p: by_iterations[p.iterations] for p in settings}
+
+    monkeypatch.setattr(calibration, "score_settings", fake_scores)
+    chosen, report = calibrate(None, records, 2, base, {"iterations": (1, 2)})
+    rows = {row["iterations"]: row for row in report["candidates"]}
+    assert rows[1]["miou_void_as_background"] > rows[2]["miou_void_as_background"]
+    assert rows[1]["win_share"] < 0.9 <= rows[2]["win_share"]
+    assert chosen.iterations == 2
+    chosen, report = calibrate(None, records, 2, base, {"iterations": (1,)})
+    assert chosen == base and report["chosen"] == {"iterations": 10}
 
 
 class _FeatureLNet(keras.Model):

@@ -23,8 +23,12 @@ def read_ids(path):
         return [line.strip() for line in f if line.strip()]
 
 
+def _score(value):
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def calibrate_transfer(context, transfer, held_out):
-    """With --calibrate, sets ``transfer.params`` to the values that score best on ``held_out``.
+    """With --calibrate, sets ``transfer.params`` to the values calibration picks on ``held_out``.
 
     Returns the calibration report, or None when calibration is off or had no
     held-out strong images (a message says so).
@@ -40,9 +44,14 @@ def calibrate_transfer(context, transfer, held_out):
     records = [r for r in training_set.records if r.image_id in held_out]
     transfer.params, report = calibrate(transfer, records, training_set.num_classes,
                                         transfer.params)
+    configured = report["configured"]["miou_void_as_background"]
+    outcome = ("no setting clearly better than the --diffusion_* values, kept"
+               if report["chosen"] == {k: report["configured"][k] for k in report["chosen"]}
+               else f"chosen over the --diffusion_* values ({_score(configured)}) on "
+                    f"{report['win_share']:.0%} of bootstrap resamples")
     context.say(f"Calibration on {report['images']} held-out strong images: "
-                f"{report['chosen']} -> mIoU {report['miou_void_as_background']:.3f} "
-                f"(void as background), coverage {report['coverage']:.3f}")
+                f"{report['chosen']} -> mIoU {_score(report['miou_void_as_background'])} "
+                f"(void as background), coverage {_score(report['coverage'])}; {outcome}")
     return report
 
 
