@@ -103,10 +103,7 @@ def total_score(per_image, num_classes):
     """One PseudoLabelScore summing per-image ones."""
     total = PseudoLabelScore(num_classes)
     for score in per_image:
-        total.scored += score.scored
-        total.strict += score.strict
-        total.covered += score.covered
-        total.labelled += score.labelled
+        total.merge(score)
     return total
 
 

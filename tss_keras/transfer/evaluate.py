@@ -45,6 +45,13 @@ class PseudoLabelScore:
         self.labelled += int(labelled.sum())
         self.covered += int((labelled & (prediction != VOID_LABEL)).sum())
 
+    def merge(self, other):
+        """Adds another PseudoLabelScore's counts to this one."""
+        self.scored += other.scored
+        self.strict += other.strict
+        self.covered += other.covered
+        self.labelled += other.labelled
+
     def summary(self, classes):
         """{miou, miou_void_as_background, coverage} over ``classes`` (ids)."""
         return {"miou": mean_iou(self.scored, classes),
