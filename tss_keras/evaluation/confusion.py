@@ -20,10 +20,10 @@ def confusion_matrix(prediction, target, num_classes):
 
 
 def iou_per_class(confusion):
-    """IoU per class, NaN where a class has an empty union."""
+    """IoU per class [..., C] of confusion matrices [..., C, C]; NaN where a union is empty."""
     confusion = np.asarray(confusion, np.float64)
-    intersection = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
+    intersection = np.diagonal(confusion, axis1=-2, axis2=-1)
+    union = confusion.sum(-2) + confusion.sum(-1) - intersection
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, intersection / np.where(union > 0, union, 1), np.nan)
 

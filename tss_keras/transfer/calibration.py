@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tss_keras.data.pipeline import multi_hot
 from tss_keras.data.voc import read_image, read_mask
+from tss_keras.evaluation.confusion import iou_per_class
 from tss_keras.transfer.evaluate import PseudoLabelScore
 
 # The settings calibration chooses among (the others keep their configured value),
@@ -115,11 +116,7 @@ def resampled_miou(strict, resamples, classes):
         resamples: [R, N] how many times each image is drawn in each resample.
         classes: class ids the mean runs over (a class with no pixels is skipped).
     """
-    confusion = np.tensordot(resamples, strict, axes=1).astype(np.float64)  # [R, K, K]
-    hits = np.diagonal(confusion, axis1=1, axis2=2)
-    union = confusion.sum(axis=1) + confusion.sum(axis=2) - hits
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = (hits / union)[:, sorted(classes)]
+    iou = iou_per_class(np.tensordot(resamples, strict, axes=1))[:, sorted(classes)]  # [R, K']
     return np.nanmean(np.where(np.isnan(iou).all(axis=1, keepdims=True), 0.0, iou), axis=1)
 
 
