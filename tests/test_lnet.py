@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from loop_helpers import run_loop, weights
@@ -34,8 +35,24 @@ def test_lse_pooling_makes_the_logits_the_log_sum_exp_of_the_cams():
     assert not np.allclose(logits, tf.reduce_mean(cam, [1, 2]), atol=1e-4)
 
 
-def test_keras_file_loads_with_safe_mode_in_fresh_process(tmp_path):
-    lnet = build_lnet(build_encoder("tiny", 16), num_classes=5)
+def test_agnostic_head_with_rates_sees_the_whole_image():
+    """--lnet_head_rates: an ASPP head with image pooling answers to pixels far outside the
+    plain head's receptive field (and the plain head does not)."""
+    image = np.random.default_rng(1).uniform(0, 255, (1, 160, 160, 3)).astype(np.float32)
+    far_away = image.copy()
+    far_away[:, :24, :24] = 255.0 - far_away[:, :24, :24]
+    changes = {}
+    for rates in ((), (2, 4)):
+        lnet = build_lnet(build_encoder("tiny", 8), num_classes=5, head_rates=rates)
+        before, after = (lnet(x)["agnostic"].numpy()[0, -16:, -16:] for x in (image, far_away))
+        changes[rates] = np.abs(after - before).max()
+    assert changes[()] == 0.0
+    assert changes[(2, 4)] > 0.0  # bit-identical unless the far pixels reach it
+
+
+@pytest.mark.parametrize("head_rates", [(), (1, 2)])
+def test_keras_file_loads_with_safe_mode_in_fresh_process(tmp_path, head_rates):
+    lnet = build_lnet(build_encoder("tiny", 16), num_classes=5, head_rates=head_rates)
     image = np.random.default_rng(0).uniform(0, 255, (1, 40, 56, 3)).astype(np.float32)
     path = str(tmp_path / "lnet.keras")
     lnet.save(path)

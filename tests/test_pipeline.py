@@ -9,6 +9,8 @@ from tss_keras.data.pipeline import (augment, color_jitter, eval_dataset, strong
                                      weak_dataset, zip_streams)
 from tss_keras.data.pools import build_pools, parse_strong_classes
 from tss_keras.data.voc import load_split
+from tss_keras.config import RunConfig
+from tss_keras.stages.lnet import lnet_streams
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +179,16 @@ def test_colour_jitter_turns_the_hue_but_keeps_the_image_structure():
         hues.add(int(np.argmax(inside[0])))
     assert len(hues) >= 2  # the dominant channel is not always red any more
     np.testing.assert_array_equal(color_jitter(tf.constant(image), 0.0).numpy(), image)
+
+
+@pytest.mark.parametrize("view", ["crop", "image"])
+def test_lnet_mask_view_sets_what_the_agnostic_head_sees(pools, class_names, view):
+    """--lnet_mask_view: the agnostic head's batches are --crop_size crops or canvas-sized."""
+    config = RunConfig().replace(crop_size=(40, 40), lnet_mask_view=view, seed=3)
+    make_stream = lnet_streams(config, pools.strong, len(class_names), pools.weak,
+                               len(class_names), image_size=72, batch_size=4)
+    masked, labelled = next(iter(make_stream(0, 1)))
+    side = 72 if view == "image" else 40
+    assert masked["image"].shape == (4, side, side, 3)
+    assert masked["mask"].shape == (4, side, side, 1)
+    assert labelled["image"].shape == (4, 72, 72, 3)

@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 from tss_keras.errors import DataError, UsageError
 from tss_keras.exporting.tflite import QUANTIZATIONS as TFLITE_QUANTIZATIONS
 from tss_keras.models.encoder import BACKBONES, OUTPUT_STRIDES
+from tss_keras.constants import MASK_VIEWS
 from tss_keras.models.lnet import CAM_POOLINGS
 from tss_keras.training.adversarial import DESIGNS, DOWNSAMPLINGS
 from tss_keras.training.distribute import STRATEGIES
@@ -37,6 +38,8 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_cam_pooling": "avg",
     "lnet_rounds": 1,
     "lnet_color_jitter": 0.0,
+    "lnet_mask_view": "crop",
+    "lnet_head_rates": [],
     "diffusion_color_model": 0.0,
     "diffusion_saliency": 0.0,
     "diffusion_class_presence": 0.0,
@@ -130,6 +133,10 @@ class LNetConfig:
         1.0, "Weight of a loss that teaches the agnostic head from image labels: in an image "
              "with a label, its most foreground-like 5 % of pixels are foreground (0: off).")
     lnet_head_channels: int = setting(128, "Hidden channels of the L-Net's agnostic head.")
+    lnet_head_rates: Tuple[int, ...] = setting(
+        (), "Empty: the agnostic head is one 3x3 convolution. Dilation rates (in encoder "
+            "cells, e.g. 2,4,6): an ASPP head with image pooling, so it sees each region's "
+            "surround.")
     lnet_cam_pooling: str = setting(
         "avg", "How the CAMs pool to the classifier's logits: avg (global average) or lse "
                "(log-sum-exp, between average and max).", choices=CAM_POOLINGS)
@@ -144,6 +151,11 @@ class LNetConfig:
         0.0, "Strength (0 to 1) of random hue, saturation, brightness and contrast on the "
              "images that teach the agnostic head, so it cannot tell foreground by the strong "
              "classes' colours (0: off; 1: any hue).")
+    lnet_mask_view: str = setting(
+        "crop", "What the agnostic head's training images show: crop (random --crop_size "
+                "crops) or image (crops of the canonical image's size, so the head sees whole "
+                "objects and their surround, as label transfer shows it).",
+        choices=MASK_VIEWS)
 
 
 @dataclasses.dataclass

@@ -8,3 +8,7 @@ VOID_LABEL = 255
 # used to pad images (zero after mean subtraction).
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+
+# What the L-Net's agnostic head is trained on (--lnet_mask_view): random crops of
+# --crop_size, or crops as large as the canonical image (whole objects and their surround).
+MASK_VIEWS = ("crop", "image")

@@ -2,14 +2,14 @@
 
 import keras
 
-from tss_keras.models.layers import ConvHead, LogSumExpPooling, ResizeLike
+from tss_keras.models.layers import ASPP, ConvHead, LogSumExpPooling, ResizeLike
 
 CAM_POOLINGS = ("avg", "lse")
 LSE_SHARPNESS = 5.0
 
 
 def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, cam_pooling="avg",
-               name="lnet"):
+               head_rates=(), name="lnet"):
     """Builds the L-Net functional model on a shared encoder.
 
     The class-agnostic head gives one foreground logit per pixel, trained on
@@ -27,6 +27,11 @@ def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, cam_pooli
             takes its own ``sync_bn``).
         cam_pooling: ``"avg"`` or ``"lse"`` (sharpness ``LSE_SHARPNESS``): how
             the CAMs pool to the image's logits.
+        head_rates: empty: the agnostic head is one 3x3 conv-BN-ReLU and a 1x1
+            conv. Given dilation rates, it is an ASPP (those rates and image
+            pooling, ``head_channels`` wide) and a 1x1 conv *(choice)*: whether
+            a region is an object depends on its surround, which a small
+            encoder's own receptive field may not reach.
 
     Returns:
         A model: image [B, H, W, 3] RGB 0..255 -> dict with ``agnostic``
@@ -40,7 +45,13 @@ def build_lnet(encoder, num_classes, head_channels=128, sync_bn=False, cam_pooli
         raise ValueError(f"--lnet_cam_pooling: {cam_pooling!r} is not one of {CAM_POOLINGS}")
     image = keras.Input((None, None, 3), name="image")
     features = encoder(image)
-    agnostic = ConvHead(1, hidden=head_channels, sync_bn=sync_bn, name="agnostic_head")(features)
+    if head_rates:
+        context = ASPP(head_channels, tuple(head_rates), dropout=0.0, sync_bn=sync_bn,
+                       name="agnostic_context")(features)
+        agnostic = ConvHead(1, hidden=0, name="agnostic_head")(context)
+    else:
+        agnostic = ConvHead(1, hidden=head_channels, sync_bn=sync_bn,
+                            name="agnostic_head")(features)
     agnostic = ResizeLike(name="agnostic_resize")([agnostic, image])
     cam = ConvHead(num_classes - 1, hidden=0, name="cam_head")(features)
     if cam_pooling == "lse":

@@ -72,6 +72,31 @@ def mask_stream_examples(config, training_set):
     return list(training_set.pools.strong), training_set.num_classes, True
 
 
+def lnet_streams(config, mask_examples, mask_classes, label_examples, num_classes, image_size,
+                 batch_size):
+    """``make_stream(shard_index, num_shards)``: one L-Net round's (mask, label) batch pairs.
+
+    The classifier sees whole images at the canonical scale (``image_size``
+    long side, on a square canvas of that side), the scale label transfer
+    reads its CAMs at. The agnostic head sees random ``--crop_size`` crops or,
+    with ``--lnet_mask_view=image``, crops of the canvas's size, so that it
+    learns objects together with their surround.
+    """
+    data = config.data
+    stream = dict(crop_size=data.crop_size, batch_size=batch_size, min_scale=data.min_scale,
+                  max_scale=data.max_scale, seed=config.train.seed, base_size=image_size)
+    canvas = dict(stream, crop_size=(image_size, image_size))
+    masked = canvas if config.lnet.lnet_mask_view == "image" else stream
+
+    def make_stream(shard_index, num_shards):
+        return zip_streams(
+            strong_dataset(mask_examples, mask_classes, shard_index=shard_index,
+                           num_shards=num_shards, jitter=config.lnet.lnet_color_jitter, **masked),
+            weak_dataset(label_examples, num_classes, shard_index=shard_index,
+                         num_shards=num_shards, **canvas))
+    return make_stream
+
+
 class LNetStage(Stage):
     """Trains the L-Net: agnostic head on masks, CAM classifier on every image's labels."""
 
@@ -79,6 +104,7 @@ class LNetStage(Stage):
     settings = ENCODER_SETTINGS + ("lnet_steps", "lnet_lr", "lnet_head_channels",
                                    "lnet_cam_pooling", "lnet_image_size", "lnet_cam_pixel_weight",
                                    "lnet_presence_weight", "lnet_rounds", "lnet_color_jitter",
+                                   "lnet_mask_view", "lnet_head_rates",
                                    "calibrate", "calibration_images")
 
     def upstream(self, config):
@@ -145,31 +171,17 @@ class LNetStage(Stage):
         config, layout, strategy = context.config, context.layout, context.strategy
         seed_everything(config.train.seed)
         num_classes = context.training_set.num_classes
-        data = config.data
-        batch = per_replica_batch(data.batch_size, strategy)
-        stream = dict(crop_size=data.crop_size, batch_size=batch, min_scale=data.min_scale,
-                      max_scale=data.max_scale, seed=config.train.seed,
-                      base_size=sizes.image_size)
-
-        # The classifier sees whole images at the canonical scale (on a square canvas of
-        # that side), the scale label transfer reads its CAMs at.
-        labelled = dict(stream, crop_size=(sizes.image_size, sizes.image_size))
-
-        def make_stream(shard_index, num_shards):
-            return zip_streams(
-                strong_dataset(mask_examples, mask_classes, shard_index=shard_index,
-                               num_shards=num_shards, jitter=config.lnet.lnet_color_jitter,
-                               **stream),
-                weak_dataset(label_examples, num_classes, shard_index=shard_index,
-                             num_shards=num_shards, **labelled))
-
+        batch = per_replica_batch(config.data.batch_size, strategy)
+        make_stream = lnet_streams(config, mask_examples, mask_classes, label_examples,
+                                   num_classes, sizes.image_size, batch)
         mixed = config.train.mixed_precision
         with strategy.scope(), dtype_policy_scope(mixed):
             encoder = build_encoder(config.model.backbone, config.model.output_stride,
                                     config.model.weights, sync_bn=config.model.sync_bn)
             lnet = build_lnet(encoder, num_classes, head_channels=config.lnet.lnet_head_channels,
                               sync_bn=config.model.sync_bn,
-                              cam_pooling=config.lnet.lnet_cam_pooling)
+                              cam_pooling=config.lnet.lnet_cam_pooling,
+                              head_rates=config.lnet.lnet_head_rates)
             trainer = LNetTrainer(lnet, num_classes, mask_labels_for_cls=own_classes,
                                   cam_pixel_weight=config.lnet.lnet_cam_pixel_weight,
                                   presence_weight=config.lnet.lnet_presence_weight,
@@ -180,8 +192,10 @@ class LNetStage(Stage):
             trainer.compile(optimizer=optimizer)
             optimizer.build(lnet.trainable_variables)
         rounds = config.lnet.lnet_rounds
-        source = ("agnostic set" if data.agnostic_data_dir else "strong pool") if number == 1 \
-            else "strong masks and the weak pool's pseudo-labels"
+        if number > 1:
+            source = "strong masks and the weak pool's pseudo-labels"
+        else:
+            source = "agnostic set" if config.data.agnostic_data_dir else "strong pool"
         context.say(f"L-Net{f' round {number}/{rounds}' if rounds > 1 else ''}: "
                     f"{len(mask_examples)} masked images ({source}), "
                     f"{len(label_examples)} labelled images, "
@@ -191,7 +205,7 @@ class LNetStage(Stage):
         hooks = []
         log_dir = layout.lnet_round_logs(number)
         if context.cluster.is_chief:
-            sample = first_images(weak_dataset(label_examples, num_classes, **labelled))
+            sample = first_images(make_stream(0, 1), stream=1)
             hooks.append(lnet_image_hook(lnet, sample, os.path.join(log_dir, "images")))
         name = "lnet" if number == 1 else f"lnet round {number}"
         TrainingLoop(strategy, trainer, make_stream, config.lnet.lnet_steps,
