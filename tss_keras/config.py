@@ -152,9 +152,9 @@ class LNetConfig:
              "images that teach the agnostic head, so it cannot tell foreground by the strong "
              "classes' colours (0: off; 1: any hue).")
     lnet_mask_view: str = setting(
-        "crop", "What the agnostic head's training images show: crop (random --crop_size "
-                "crops) or image (crops of the canonical image's size, so the head sees whole "
-                "objects and their surround, as label transfer shows it).",
+        "image", "What the agnostic head's training images show: image (crops of the canonical "
+                 "image's size, so the head sees whole objects and their surround, as label "
+                 "transfer shows it) or crop (random --crop_size crops, the earlier default).",
         choices=MASK_VIEWS)
 
 
