@@ -207,8 +207,16 @@ def test_a_stage_made_before_a_flag_existed_counts_as_made_with_the_old_behaviou
                                                "--lnet_head_channels=64"))
     assert other.returncode == 1
     assert "--lnet_head_channels: stage transfer" in other.stderr and "=128" in other.stderr
+    forget("lnet_mask_view")  # before the flag: crops, unlike its default (whole views)
+    refused = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer"))
+    assert refused.returncode == 1
+    assert "--lnet_mask_view: stage" in refused.stderr and "'crop'" in refused.stderr
+    kept = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
+                                              "--lnet_mask_view=crop"))
+    assert kept.returncode == 0 and "done already" in kept.stdout, kept.stderr[-2000:]
     forget("diffusion_color_model")  # before the flag: no colour model, unlike its default
-    changed = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer"))
+    changed = run_module("trainers.run", *_flags(synth_dir, model_dir, "--stages=transfer",
+                                                 "--lnet_mask_view=crop"))
     assert changed.returncode == 1
     assert "--diffusion_color_model: stage transfer" in changed.stderr
 
