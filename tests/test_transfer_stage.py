@@ -111,8 +111,10 @@ def test_resume_after_killed_lnet_run(synth_dir, tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint_dir = os.path.join(model_dir, "lnet", "checkpoints")
     deadline = time.time() + 240
+    # The checkpoint's files are written before the state file that names it, so wait for
+    # what resuming reads, not for the first .index file.
     while time.time() < deadline:
-        if os.path.isdir(checkpoint_dir) and any(f.endswith(".index") for f in os.listdir(checkpoint_dir)):
+        if os.path.isdir(checkpoint_dir) and tf.train.latest_checkpoint(checkpoint_dir):
             break
         time.sleep(0.5)
     process.send_signal(signal.SIGKILL)
