@@ -43,6 +43,7 @@ SPACE = {
     "features": ("color", "features", "both"),
     "cam_weight": (0.0, 0.25, 0.5, 0.75, 1.0),
     "cam_power": (1.0, 2.0),
+    "cam_floor": (0.0, 0.5, 0.75, 0.9),
     "prototype_weight": (0.0, 0.5, 0.8, 1.0),
     "presence": (0.0, 0.5, 1.0),
     "class_presence": (0.0, 0.5, 1.0),

@@ -93,6 +93,8 @@ def test_bad_run_config_is_a_clear_error(change, message):
     (["--mode=full", "--d_with_image"], "--d_with_image: --mode=full trains no discriminator"),
     (["--batch_size=0"], "--batch_size: must be at least 1"),
     (["--lnet_color_jitter=1.5"], "--lnet_color_jitter: must be between 0 and 1 (got 1.5)"),
+    (["--diffusion_cam_floor=1"], "--diffusion_cam_floor: must be at least 0 and below 1 "
+                                  "(got 1.0)"),
     (["--formats=tflite"], "--formats: renamed --export_formats"),
 ])
 def test_settings_are_checked_before_any_work(argv, message):

@@ -13,8 +13,9 @@ from tss_keras.data.palette import save_palette_png
 from tss_keras.data.voc import VocRecord
 from tss_keras.transfer.calibration import calibrate
 from tss_keras.transfer.diffusion import (DiffusionParams, affinity, border_saliency,
-                                          cam_argmax_labels, principal_components, propagate,
-                                          scores_to_labels, transfer_scores)
+                                          cam_argmax_labels, normalized_cams,
+                                          principal_components, propagate, scores_to_labels,
+                                          transfer_scores)
 from tss_keras.transfer.label_transfer import LabelTransfer, canonical_size
 
 
@@ -133,6 +134,47 @@ def test_presence_on_the_evidence_trusts_the_cams_where_the_agnostic_map_is_sile
     assert (on_evidence[:4] == 0).all() and (on_evidence[28:] == 0).all()
     with pytest.raises(Exception, match="--diffusion_presence_on"):
         DiffusionParams(presence_on="cams")
+
+
+def test_cam_floor_gives_no_evidence_below_its_quantile():
+    """Floor 0 is the min-max normalisation; floor q zeroes the q share of cells that answer
+    least and keeps the order of the rest, peak at 1."""
+    cams = np.random.default_rng(7).normal(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    labels = np.ones((2, 3), np.float32)
+    low, high = cams.min(axis=(1, 2), keepdims=True), cams.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(normalized_cams(cams, labels).numpy(),
+                               (cams - low) / (high - low), atol=1e-6)
+    floored = normalized_cams(cams, labels, floor=0.75).numpy()
+    for b in range(2):
+        for k in range(3):
+            values, raw = floored[b, ..., k].ravel(), cams[b, ..., k].ravel()
+            assert abs((values == 0).mean() - 0.75) <= 1.5 / 64
+            assert values.max() == pytest.approx(1.0)
+            kept = values > 0
+            assert (raw[kept] > raw[~kept].max()).all()
+            order = np.argsort(raw[kept])
+            assert (np.diff(values[kept][order]) >= 0).all()
+
+
+def test_cam_floor_confines_a_diffuse_cam_to_where_it_peaks():
+    """A CAM high on a small object and half as high on the rest of the image: normalised
+    from its minimum, the plateau is foreground evidence everywhere; from its 0.75 quantile,
+    only the object is."""
+    rng = np.random.default_rng(5)
+    images, _, _, feats = _inputs(rng, batch=1)
+    fg = np.full((1, 32, 32, 1), 0.001, np.float32)  # the agnostic map is silent
+    cams = np.full((1, 8, 8, 5), 0.6, np.float32)
+    cams[0, 0, 0, 1] = 0.0
+    cams[0, 3:5, 3:5, 1] = 1.0  # class 2's object: pixels 12..20
+    labels = np.array([[0, 1, 0, 0, 0]], np.float32)
+    params = DiffusionParams(iterations=0, cam_weight=1.0, confidence=0.0)
+
+    from_minimum = _pseudo_label(images, fg, cams, labels, feats, params)
+    floored = _pseudo_label(images, fg, cams, labels, feats, params, cam_floor=0.75)
+    assert (from_minimum == 2).mean() > 0.8
+    assert (floored[14:18, 14:18] == 2).all()
+    assert (floored[:8] == 0).all() and (floored[24:] == 0).all()
+    assert (floored == 2).mean() < 0.15
 
 
 def test_color_model_clears_a_hole_the_coarse_map_blurred_over():

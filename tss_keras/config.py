@@ -42,6 +42,7 @@ VALUES_BEFORE_THEY_EXISTED = {
     "lnet_head_rates": [],
     "diffusion_color_model": 0.0,
     "diffusion_saliency": 0.0,
+    "diffusion_cam_floor": 0.0,
     "diffusion_class_presence": 0.0,
     "diffusion_presence_on": "agnostic",
     "d_downsample_by": "average",
@@ -186,6 +187,9 @@ class DiffusionConfig:
     diffusion_confidence: float = setting(
         0.3, "Pixels whose winning score is lower become void.")
     diffusion_cam_power: float = setting(1.0, "Exponent on normalised CAMs before diffusion.")
+    diffusion_cam_floor: float = setting(
+        0.0, "Share (0 to 1) of each CAM's cells, those that answer least, that give no class "
+             "evidence: a CAM is normalised from this quantile to its peak (0: its minimum).")
     diffusion_cam_weight: float = setting(
         0.5, "How much CAM evidence adds to the agnostic foreground (0: agnostic map alone).")
     diffusion_prototype_weight: float = setting(
@@ -229,7 +233,8 @@ class DiffusionConfig:
             anchor=self.diffusion_anchor, color_scale=self.diffusion_color_scale,
             feature_scale=self.diffusion_feature_scale, features=self.diffusion_features,
             confidence=self.diffusion_confidence, cam_weight=self.diffusion_cam_weight,
-            cam_power=self.diffusion_cam_power, prototype_weight=self.diffusion_prototype_weight,
+            cam_power=self.diffusion_cam_power, cam_floor=self.diffusion_cam_floor,
+            prototype_weight=self.diffusion_prototype_weight,
             presence=self.diffusion_presence, saliency=self.diffusion_saliency,
             color_model=self.diffusion_color_model,
             class_presence=self.diffusion_class_presence,

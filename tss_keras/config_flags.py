@@ -186,6 +186,9 @@ def validate(config):
     if not 0 <= settings["lnet_color_jitter"] <= 1:
         raise UsageError(f"--lnet_color_jitter: must be between 0 and 1 "
                          f"(got {settings['lnet_color_jitter']})")
+    if not 0 <= settings["diffusion_cam_floor"] < 1:
+        raise UsageError(f"--diffusion_cam_floor: must be at least 0 and below 1 "
+                         f"(got {settings['diffusion_cam_floor']})")
     if settings["cpu_replicas"] < 0:
         raise UsageError(f"--cpu_replicas: must be 0 or more (got {settings['cpu_replicas']})")
     _check_honoured(settings)

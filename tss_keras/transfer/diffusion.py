@@ -28,7 +28,8 @@ to the image:
   is also taken per labelled class, over the share of the foreground that
   each class's evidence E_k owns (``presence_scaled``).
 - Foreground evidence joins the agnostic map M and the image's CAMs A_k
-  (normalised to max 1) as a probabilistic OR, ``F = 1 - (1 - M)(1 - w
+  (normalised from their ``cam_floor`` quantile, 0 below it, to 1 at their
+  peak) as a probabilistic OR, ``F = 1 - (1 - M)(1 - w
   max_k A_k)`` with ``w = cam_weight``, so an object the agnostic head
   misses can still be found by its class's CAM.
 - *(choice)* With ``saliency`` = s > 0, the boundary prior of salient-object
@@ -86,6 +87,7 @@ class DiffusionParams:
     confidence: float = 0.5
     cam_weight: float = 1.0
     cam_power: float = 1.0
+    cam_floor: float = 0.0
     prototype_weight: float = 0.0
     presence: float = 0.0
     saliency: float = 0.0
@@ -211,18 +213,26 @@ def principal_components(features, dims):
     return tf.reshape(tf.matmul(flat, leading), tf.concat([shape[:3], [dims]], axis=0))
 
 
-def normalized_cams(cams, labels, power=1.0):
-    """CAMs scaled to [0, 1] per image and class (min to max), zeroed for absent labels.
+def normalized_cams(cams, labels, power=1.0, floor=0.0):
+    """CAMs scaled to [0, 1] per image and class (floor to max), zeroed for absent labels.
 
     *(choice)* Scaled by their own range rather than ``relu(cam) / max``: a
     class the classifier is unsure of can have a map that is negative
     everywhere yet highest on the object, and the image is labelled with it,
-    so it is there somewhere; ReLU would erase that map.
+    so it is there somewhere; ReLU would erase that map. The low end is the
+    map's ``floor`` quantile (0: its minimum): with ``floor`` = q, the
+    ``q`` share of the map's cells that answer least give no evidence, so a
+    diffuse map does not light the whole image.
     """
     cams = tf.cast(cams, tf.float32)
-    low = tf.reduce_min(cams, axis=[1, 2], keepdims=True)
-    high = tf.reduce_max(cams, axis=[1, 2], keepdims=True)
-    cams = tf.math.divide_no_nan(cams - low, high - low)
+    shape = tf.shape(cams)
+    flat = tf.sort(tf.reshape(cams, [shape[0], -1, shape[3]]), axis=1)
+    cells = tf.shape(flat)[1]
+    index = tf.cast(tf.round(tf.cast(floor, tf.float32) * tf.cast(cells - 1, tf.float32)),
+                    tf.int32)
+    low = tf.gather(flat, tf.clip_by_value(index, 0, cells - 1), axis=1)[:, None, None, :]
+    high = flat[:, -1][:, None, None, :]
+    cams = tf.clip_by_value(tf.math.divide_no_nan(cams - low, high - low), 0.0, 1.0)
     cams = tf.pow(cams, tf.cast(power, tf.float32))
     return cams * labels[:, None, None, :]
 
@@ -358,7 +368,7 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
     """
     labels = tf.cast(labels, tf.float32)
     fg = tf.image.resize(tf.cast(foreground, tf.float32), grid, method="area")
-    cam_seeds = tf.image.resize(normalized_cams(cams, labels, params.cam_power), grid,
+    cam_seeds = tf.image.resize(normalized_cams(cams, labels, params.cam_power, params.cam_floor), grid,
                                 method="bilinear")
     seeds = cam_seeds
     if prototypes is not None:

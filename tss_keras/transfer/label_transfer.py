@@ -23,7 +23,8 @@ from tss_keras.transfer.diffusion import grid_size, scores_to_labels, transfer_s
 
 # DiffusionParams fields fed to the traced graph as float tensors (not baked in).
 NUMERIC_PARAMS = ("anchor", "color_scale", "feature_scale", "cam_weight", "cam_power",
-                  "prototype_weight", "presence", "saliency", "color_model", "class_presence")
+                  "cam_floor", "prototype_weight", "presence", "saliency", "color_model",
+                  "class_presence")
 
 
 SIZE_STEP = 8
