@@ -368,8 +368,9 @@ def transfer_scores(images, foreground, cams, labels, features, params, grid, fe
     """
     labels = tf.cast(labels, tf.float32)
     fg = tf.image.resize(tf.cast(foreground, tf.float32), grid, method="area")
-    cam_seeds = tf.image.resize(normalized_cams(cams, labels, params.cam_power, params.cam_floor), grid,
-                                method="bilinear")
+    cam_seeds = tf.image.resize(
+        normalized_cams(cams, labels, params.cam_power, params.cam_floor), grid,
+        method="bilinear")
     seeds = cam_seeds
     if prototypes is not None:
         share = prototype_share(features, prototypes, prototype_valid, labels, grid)
